@@ -1,0 +1,31 @@
+"""Shared pytest configuration: hypothesis profiles, float64 helpers, offline Hugging Face."""
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# "ci" is derandomized (the same examples every run) and small; "dev" explores more when asked:
+#   pytest --hypothesis-profile=dev
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=25,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("dev", max_examples=200, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def gen():
+    """A seeded torch.Generator for tests that need randomness."""
+    return torch.Generator().manual_seed(1234)
