@@ -1,8 +1,45 @@
-"""transformer_from_scratch — a readable, proven-correct Transformer library and the course built on it."""
+"""transformer_from_scratch — a readable, proven-correct Transformer library and the course built on it.
+
+Start with ``functional.scaled_dot_product_attention`` and ``attention.MultiHeadAttention``; every module
+has a NumPy float64 twin in ``reference/`` and a row in ``tfs verify``.
+"""
 
 __version__ = "0.1.0"
 
-from . import functional, masks  # noqa: E402
+from . import functional, interop, layers, masks, positional  # noqa: E402
 from .attention import MultiHeadAttention  # noqa: E402
+from .blocks import DecoderBlock, EncoderBlock  # noqa: E402
+from .config import TransformerConfig  # noqa: E402
+from .layers import FeedForward, LayerNorm, RMSNorm, TokenEmbedding  # noqa: E402
+from .models import EncoderDecoder  # noqa: E402
+from .positional import (  # noqa: E402
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    sinusoidal_table,
+)
+from .stacks import Decoder, Encoder  # noqa: E402
 
-__all__ = ["__version__", "functional", "masks", "MultiHeadAttention"]
+__all__ = [
+    "__version__",
+    "functional",
+    "interop",
+    "layers",
+    "masks",
+    "positional",
+    "MultiHeadAttention",
+    "EncoderBlock",
+    "DecoderBlock",
+    "Encoder",
+    "Decoder",
+    "EncoderDecoder",
+    "TransformerConfig",
+    "LayerNorm",
+    "RMSNorm",
+    "FeedForward",
+    "TokenEmbedding",
+    "SinusoidalPositionalEncoding",
+    "LearnedPositionalEmbedding",
+    "RotaryEmbedding",
+    "sinusoidal_table",
+]

@@ -80,9 +80,11 @@ def masked_softmax(scores: Tensor, allowed: Tensor | None = None, dim: int = -1)
     a plain softmax would give. ``allowed`` (bool) broadcasts to ``scores``. See :class:`_MaskedSoftmax`
     for the hand-written backward pass.
     """
+    check_allowed(allowed, tuple(scores.shape))
     if dim not in (-1, scores.dim() - 1):
-        moved = masked_softmax(scores.movedim(dim, -1), None if allowed is None else allowed.movedim(dim, -1))
-        return moved.movedim(-1, dim)
+        if allowed is not None:  # broadcast first: a mask of lower rank would move the wrong axis
+            allowed = allowed.expand(scores.shape).movedim(dim, -1)
+        return masked_softmax(scores.movedim(dim, -1), allowed).movedim(-1, dim)
     return _MaskedSoftmax.apply(scores, allowed)
 
 
@@ -123,6 +125,13 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
         raise ValueError(f"q and k must have the same width Dh, got q {tuple(q.shape)} and k {tuple(k.shape)}")
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"k and v must have the same length S, got k {tuple(k.shape)} and v {tuple(v.shape)}")
+    try:
+        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            "the leading (batch, head, …) dimensions of q, k, v must match or broadcast, got "
+            f"q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)}"
+        ) from None
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
 
@@ -151,6 +160,8 @@ def scaled_dot_product_attention(
     are the ones before dropout.
     """
     _check_qkv(q, k, v)
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     d_k = q.shape[-1]
     # Scaling q by 1/√d_k before the product is the same as scaling the (larger) scores after it.
     scores = torch.matmul(q / math.sqrt(d_k), k.transpose(-2, -1))  # (…,T,Dh)·(…,Dh,S) -> (…,T,S)
@@ -163,10 +174,8 @@ def scaled_dot_product_attention(
                 raise RuntimeError
         except RuntimeError:
             raise _broadcast_error("bias", tuple(bias.shape), tuple(scores.shape)) from None
-        scores = scores + bias
+        scores = scores + bias.to(scores.dtype)  # a float32 bias joins bf16/fp16 scores in their dtype
     weights = masked_softmax(scores, allowed)  # (…,T,S), rows sum to 1 (or 0 where nothing is allowed)
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     dropped = weights
     if dropout_p > 0.0:
         keep = torch.rand(weights.shape, generator=generator, device=weights.device) >= dropout_p
@@ -185,3 +194,142 @@ def split_heads(x: Tensor, n_heads: int) -> Tensor:
 def merge_heads(x: Tensor) -> Tensor:
     """(B, H, T, Dh) -> (B, T, D): the exact inverse of :func:`split_heads`."""
     return rearrange(x, "b h t d -> b t (h d)")  # (B,H,T,Dh) -> (B,T,D)
+
+
+# ---- layers and positions: normalisation, activations, rotary embeddings ------------------------------
+# The oracles for these functions (F.layer_norm, nn.RMSNorm, F.gelu, F.silu) are deliberately not called
+# here: the tests compare against them, so the mathematics below is written out by hand.
+
+__all__ += [
+    "layer_norm",
+    "rms_norm",
+    "relu",
+    "gelu",
+    "gelu_tanh",
+    "silu",
+    "rope_angles",
+    "apply_rope",
+    "ROPE_CONVENTIONS",
+]
+
+
+def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float = 1e-5) -> Tensor:
+    r"""LayerNorm(x) = (x - μ) / √(σ² + ε) · weight + bias over the last dimension — Ba et al. 2016.
+
+    Shapes: x (…, D) · weight, bias (D,) or None -> (…, D).
+    σ² is the *biased* variance (divide by D, not D - 1) and ε sits inside the square root: the
+    convention of ``nn.LayerNorm`` and of every BERT/GPT checkpoint. Getting either detail wrong changes
+    the outputs of a pretrained model by far more than rounding.
+    """
+    mean = x.mean(dim=-1, keepdim=True)  # (…, 1)
+    centred = x - mean  # (…, D)
+    var = (centred * centred).mean(dim=-1, keepdim=True)  # (…, 1) biased: Σ (x - μ)² / D
+    y = centred / torch.sqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def rms_norm(x: Tensor, weight: Tensor | None, eps: float = 1e-6) -> Tensor:
+    r"""RMSNorm(x) = x / √(mean(x²) + ε) · weight over the last dimension — Zhang & Sennrich 2019.
+
+    Shapes: x (…, D) · weight (D,) or None -> (…, D), in the dtype of x.
+    No centring and no bias. Half-precision inputs (float16, bfloat16) are normalised in float32 and the
+    result is cast back, since a mean of squares in 8 bits of mantissa loses most of its digits; float32
+    and float64 inputs are computed in their own precision. The weight is applied in that same
+    computation dtype, before the cast back (Hugging Face's Llama casts first, then multiplies: the two
+    differ by at most one rounding of the output).
+    """
+    compute_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    h = x.to(compute_dtype)
+    mean_square = (h * h).mean(dim=-1, keepdim=True)  # (…, 1)
+    y = h * torch.rsqrt(mean_square + eps)  # (…, D)
+    if weight is not None:
+        y = y * weight.to(compute_dtype)
+    return y.to(x.dtype)
+
+
+def relu(x: Tensor) -> Tensor:
+    """ReLU(x) = max(0, x) — the activation of the 2017 Transformer's feed-forward layer (eq. 2)."""
+    return torch.where(x > 0, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def gelu(x: Tensor) -> Tensor:
+    r"""GELU(x) = x · Φ(x) = ½ x (1 + erf(x / √2)), exact — Hendrycks & Gimpel 2016; BERT's activation."""
+    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def gelu_tanh(x: Tensor) -> Tensor:
+    r"""GELU, tanh approximation: ½ x (1 + tanh(√(2/π) (x + 0.044715 x³))) — GPT-2's ``gelu_new``."""
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+
+
+def silu(x: Tensor) -> Tensor:
+    r"""SiLU(x) = x · σ(x), σ(x) = 1 / (1 + e^{-x}) — a.k.a. swish; the gate of SwiGLU (Shazeer 2020)."""
+    return x * torch.sigmoid(x)
+
+
+ROPE_CONVENTIONS = ("half", "interleaved")
+
+
+def _check_rope_width(d_head: int) -> None:
+    if not isinstance(d_head, int) or isinstance(d_head, bool) or d_head <= 0 or d_head % 2 != 0:
+        raise ValueError(
+            f"rotary embeddings rotate pairs of dimensions, so d_head must be a positive even int, got {d_head!r}"
+        )
+
+
+def _check_rope_convention(convention: str) -> None:
+    if convention not in ROPE_CONVENTIONS:
+        raise ValueError(f"convention must be one of {ROPE_CONVENTIONS}, got {convention!r}")
+
+
+def rope_angles(positions: Tensor, d_head: int, theta: float = 10000.0) -> tuple[Tensor, Tensor]:
+    r"""cos and sin of the rotary angles m · θ_i, θ_i = theta^(-2i/Dh), i = 0 … Dh/2 - 1 — Su et al. 2021.
+
+    Shapes: positions (…) -> (cos, sin), each (…, Dh/2) in float64: one angle per rotated *pair* of
+    dimensions, whichever layout :func:`apply_rope` uses. ``positions`` may be integer or real
+    (fractional positions are how position-interpolation methods stretch a context). The angles are
+    computed in float64: at position 2048 a float32 angle is off by ~10⁻⁴ rad, far more than the rounding
+    of its cosine. :func:`apply_rope` casts to the dtype of its input.
+    """
+    _check_rope_width(d_head)
+    if not isinstance(positions, Tensor):
+        raise TypeError(f"positions must be a torch.Tensor, got {type(positions).__name__}")
+    if positions.dtype == torch.bool or positions.is_complex():
+        raise TypeError(f"positions must be an integer or real tensor, got {positions.dtype}")
+    i = torch.arange(d_head // 2, dtype=torch.float64, device=positions.device)  # (Dh/2,)
+    inv_freq = theta ** (-2.0 * i / d_head)  # θ_i, (Dh/2,)
+    angles = positions.to(torch.float64)[..., None] * inv_freq  # (…, 1) · (Dh/2,) -> (…, Dh/2)
+    return torch.cos(angles), torch.sin(angles)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, convention: str = "half") -> Tensor:
+    r"""Rotate each pair (a, b) of dimensions of x by its angle: (a, b) -> (a cos - b sin, a sin + b cos).
+
+    Shapes: x (…, T, Dh) · cos, sin broadcastable to (…, T, Dh/2) -> (…, T, Dh), in the dtype of x.
+    ``convention`` says which dimensions form pair i (both use the same frequency θ_i for pair i):
+
+    * ``"interleaved"`` — adjacent dimensions (2i, 2i+1), as written in RoFormer (Su et al. 2021) and in
+      GPT-J / Mesh-TensorFlow checkpoints;
+    * ``"half"`` — dimensions (i, i + Dh/2), the "rotate half" layout of GPT-NeoX and Llama.
+
+    The two are the same rotation after a fixed permutation of the Dh dimensions, so a model trained
+    with one runs with the other once its q/k projection rows are permuted (a test checks this).
+    """
+    _check_rope_convention(convention)
+    _check_rope_width(x.shape[-1])
+    if cos.shape[-1] != x.shape[-1] // 2 or sin.shape[-1] != x.shape[-1] // 2:
+        raise ValueError(
+            f"cos and sin must have Dh/2 = {x.shape[-1] // 2} entries in their last dimension, "
+            f"got cos {tuple(cos.shape)} and sin {tuple(sin.shape)}"
+        )
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    if convention == "half":
+        a, b = x.chunk(2, dim=-1)  # (…, T, Dh) -> 2 × (…, T, Dh/2): pair i is (x_i, x_{i+Dh/2})
+        return torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1)  # -> (…, T, Dh)
+    a, b = x[..., 0::2], x[..., 1::2]  # (…, T, Dh) -> 2 × (…, T, Dh/2): pair i is (x_{2i}, x_{2i+1})
+    rotated = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)  # (…, T, Dh/2, 2)
+    return rotated.flatten(-2)  # (…, T, Dh/2, 2) -> (…, T, Dh), re-interleaving the pairs

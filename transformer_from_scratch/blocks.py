@@ -1,0 +1,254 @@
+r"""Encoder and decoder blocks ("layers") — Vaswani et al. 2017, §3.1 and Figure 1.
+
+An encoder block has two sub-layers, multi-head self-attention and a position-wise feed-forward network;
+a decoder block inserts a third, cross-attention over the encoder output ("memory"), between them. Each
+sub-layer is wrapped in a residual connection and a normalisation, in one of two orders:
+
+    post-LN (the paper):   x = Norm(x + Dropout(Sublayer(x)))
+    pre-LN  (norm_first):  x = x + Dropout(Sublayer(Norm(x)))
+
+Pre-LN keeps an identity path from the input to the output of the stack, which lets deep models train
+without learning-rate warm-up (Xiong et al. 2020, "On Layer Normalization in the Transformer
+Architecture"); it then needs one more Norm after the last block (see ``stacks.py``).
+
+The same parts build other families: ``norm="rms", norm_first=True, activation="swiglu", bias=False,
+rotary=RotaryEmbedding(...)`` and a causal ``allowed`` mask give a Llama-style decoder-only block (a
+decoder-only model has no cross-attention, so its block is an ``EncoderBlock`` with a causal mask).
+
+Sub-module names (the converters in ``interop/`` rely on them): ``self_attn``, ``ff``, ``norm1``, ``norm2``,
+and for the decoder also ``cross_attn`` and ``norm3`` — norm1 goes with self-attention, norm2 with
+cross-attention, norm3 with the feed-forward network, as in ``nn.TransformerDecoderLayer``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .attention import MultiHeadAttention
+from .layers import FeedForward, LayerNorm, RMSNorm
+
+__all__ = ["EncoderBlock", "DecoderBlock", "make_norm", "NORMS"]
+
+NORMS = ("layer", "rms")
+
+
+def make_norm(norm: str, d_model: int, eps: float) -> nn.Module:
+    """``"layer"`` -> LayerNorm (Ba et al. 2016, the paper's); ``"rms"`` -> RMSNorm (Zhang & Sennrich 2019)."""
+    if norm == "layer":
+        return LayerNorm(d_model, eps=eps)
+    if norm == "rms":
+        return RMSNorm(d_model, eps=eps)
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
+def _check_probability(name: str, p: float) -> None:
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {p}")
+
+
+class _Block(nn.Module):
+    """What both blocks share: the options, the feed-forward sub-layer and the residual dropout."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        *,
+        dropout: float,
+        attention_dropout: float,
+        activation_dropout: float,
+        activation: str,
+        norm_first: bool,
+        layer_norm_eps: float,
+        bias: bool,
+        norm: str,
+        rotary: nn.Module | None,
+        fused: bool,
+    ):
+        super().__init__()
+        for name, p in (
+            ("dropout", dropout),
+            ("attention_dropout", attention_dropout),
+            ("activation_dropout", activation_dropout),
+        ):
+            _check_probability(name, p)
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        self.d_model, self.n_heads, self.d_ff = d_model, n_heads, d_ff
+        self.norm_first = norm_first
+        self.self_attn = MultiHeadAttention(
+            d_model, n_heads, bias=bias, dropout=attention_dropout, fused=fused, rotary=rotary
+        )
+        self.ff = FeedForward(d_model, d_ff, activation=activation, bias=bias, dropout=activation_dropout)
+        # Residual dropout (§5.4): on each sub-layer's output, before it is added to the residual stream.
+        self.dropout = nn.Dropout(dropout)
+
+    def extra_repr(self) -> str:
+        return f"norm_first={self.norm_first}"
+
+    def _self_attention(self, x: Tensor, allowed, positions, return_attention: bool):
+        """Self-attention sub-layer on an (already normalised, in pre-LN) input: (B,T,D) -> (B,T,D) [, weights]."""
+        if return_attention:
+            return self.self_attn(x, allowed=allowed, positions=positions, return_weights=True)
+        return self.self_attn(x, allowed=allowed, positions=positions), None
+
+
+class EncoderBlock(_Block):
+    r"""Self-attention + feed-forward, each with a residual connection and a norm (paper: post-LN).
+
+    Args:
+        d_model, n_heads, d_ff: widths D, H, F (D divisible by H).
+        dropout: residual dropout on each sub-layer output (paper §5.4).
+        attention_dropout: dropout on the attention weights (not in the paper; ``nn.Transformer`` uses it).
+        activation_dropout: dropout on the feed-forward hidden units (not in the paper; ``nn.Transformer``).
+        activation: ``"relu"`` (paper), ``"gelu"``, ``"gelu_tanh"`` or ``"swiglu"``.
+        norm_first: False = post-LN (paper), True = pre-LN.
+        layer_norm_eps: ε of the norms (LayerNorm or RMSNorm).
+        bias: biases in the attention and feed-forward projections.
+        norm: ``"layer"`` (LayerNorm) or ``"rms"`` (RMSNorm).
+        rotary: a ``positional.RotaryEmbedding`` applied to queries and keys of the self-attention.
+        fused: let the attention use ``torch.nn.functional.scaled_dot_product_attention``.
+
+    forward(x (B,T,D), *, allowed=None, positions=None, return_attention=False) -> (B,T,D)
+    [, self-attention weights (B,H,T,T)]. ``allowed`` is a bool mask broadcastable to (B,H,T,T), True where
+    query i may attend to key j (key padding for an encoder, causal for a decoder-only model).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        *,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        activation: str = "relu",
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+        bias: bool = True,
+        norm: str = "layer",
+        rotary: nn.Module | None = None,
+        fused: bool = False,
+    ):
+        super().__init__(
+            d_model,
+            n_heads,
+            d_ff,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            activation_dropout=activation_dropout,
+            activation=activation,
+            norm_first=norm_first,
+            layer_norm_eps=layer_norm_eps,
+            bias=bias,
+            norm=norm,
+            rotary=rotary,
+            fused=fused,
+        )
+        self.norm1 = make_norm(norm, d_model, layer_norm_eps)  # with the self-attention
+        self.norm2 = make_norm(norm, d_model, layer_norm_eps)  # with the feed-forward network
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        allowed: Tensor | None = None,
+        positions: Tensor | None = None,
+        return_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        if self.norm_first:
+            # Deviation: pre-LN (Xiong et al. 2020) — normalise the sub-layer *input*, keep the residual path
+            # an identity. The paper (§3.1) normalises after the addition: LayerNorm(x + Sublayer(x)).
+            attn, weights = self._self_attention(self.norm1(x), allowed, positions, return_attention)
+            x = x + self.dropout(attn)  # (B,T,D)
+            x = x + self.dropout(self.ff(self.norm2(x)))  # (B,T,D)
+        else:
+            # Post-LN, as in the paper: LayerNorm(x + Dropout(Sublayer(x))).
+            attn, weights = self._self_attention(x, allowed, positions, return_attention)
+            x = self.norm1(x + self.dropout(attn))  # (B,T,D)
+            x = self.norm2(x + self.dropout(self.ff(x)))  # (B,T,D)
+        return (x, weights) if return_attention else x
+
+
+class DecoderBlock(_Block):
+    r"""Masked self-attention + cross-attention over the encoder output + feed-forward (paper §3.1).
+
+    Takes the same arguments as :class:`EncoderBlock`; ``rotary`` applies to the self-attention only (the
+    cross-attention compares decoder positions with encoder positions, which RoPE does not relate).
+
+    forward(x (B,T,D), memory (B,S,D), *, self_allowed=None, cross_allowed=None, positions=None,
+    return_attention=False) -> (B,T,D) [, self weights (B,H,T,T), cross weights (B,H,T,S)].
+    ``self_allowed`` broadcasts to (B,H,T,T) — usually causal AND target padding; ``cross_allowed`` to
+    (B,H,T,S) — usually source padding. The block does not build masks; the caller decides.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        *,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        activation: str = "relu",
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+        bias: bool = True,
+        norm: str = "layer",
+        rotary: nn.Module | None = None,
+        fused: bool = False,
+    ):
+        super().__init__(
+            d_model,
+            n_heads,
+            d_ff,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            activation_dropout=activation_dropout,
+            activation=activation,
+            norm_first=norm_first,
+            layer_norm_eps=layer_norm_eps,
+            bias=bias,
+            norm=norm,
+            rotary=rotary,
+            fused=fused,
+        )
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=attention_dropout, fused=fused)
+        self.norm1 = make_norm(norm, d_model, layer_norm_eps)  # with the masked self-attention
+        self.norm2 = make_norm(norm, d_model, layer_norm_eps)  # with the cross-attention
+        self.norm3 = make_norm(norm, d_model, layer_norm_eps)  # with the feed-forward network
+
+    def _cross_attention(self, x: Tensor, memory: Tensor, allowed, return_attention: bool):
+        """Queries from the decoder (B,T,D), keys and values from the encoder output (B,S,D) -> (B,T,D)."""
+        if return_attention:
+            return self.cross_attn(x, memory, allowed=allowed, return_weights=True)
+        return self.cross_attn(x, memory, allowed=allowed), None
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        *,
+        self_allowed: Tensor | None = None,
+        cross_allowed: Tensor | None = None,
+        positions: Tensor | None = None,
+        return_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        if self.norm_first:
+            # Deviation: pre-LN (Xiong et al. 2020), see EncoderBlock.forward. The memory is not normalised
+            # here: in a pre-LN model the encoder's final norm already did that.
+            attn, self_w = self._self_attention(self.norm1(x), self_allowed, positions, return_attention)
+            x = x + self.dropout(attn)  # (B,T,D)
+            cross, cross_w = self._cross_attention(self.norm2(x), memory, cross_allowed, return_attention)
+            x = x + self.dropout(cross)  # (B,T,D)
+            x = x + self.dropout(self.ff(self.norm3(x)))  # (B,T,D)
+        else:
+            attn, self_w = self._self_attention(x, self_allowed, positions, return_attention)
+            x = self.norm1(x + self.dropout(attn))  # (B,T,D)
+            cross, cross_w = self._cross_attention(x, memory, cross_allowed, return_attention)
+            x = self.norm2(x + self.dropout(cross))  # (B,T,D)
+            x = self.norm3(x + self.dropout(self.ff(x)))  # (B,T,D)
+        return (x, self_w, cross_w) if return_attention else x

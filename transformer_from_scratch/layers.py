@@ -1,0 +1,190 @@
+r"""The per-position layers of a Transformer block and the token embedding.
+
+    LayerNorm        (x - μ) / √(σ² + ε) · weight + bias                — Ba et al. 2016 (2017 Transformer, BERT, GPT-2)
+    RMSNorm          x / √(mean(x²) + ε) · weight                       — Zhang & Sennrich 2019 (T5, Llama)
+    FeedForward      w2(act(w1 x)), or w2(silu(w1 x) ⊙ w3 x) for SwiGLU  — Vaswani et al. 2017 eq. (2); Shazeer 2020
+    TokenEmbedding   weight[ids] (· √D)                                 — Vaswani et al. 2017 §3.4
+
+Each module owns its parameters and calls the pure functions of :mod:`functional`; tests compare those
+functions with the NumPy references in ``reference/layers.py`` and with PyTorch's own layers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import functional as tf
+
+__all__ = ["ACTIVATIONS", "FFN_ACTIVATIONS", "LayerNorm", "RMSNorm", "FeedForward", "TokenEmbedding"]
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": tf.relu,  # the 2017 Transformer
+    "gelu": tf.gelu,  # exact erf form: BERT, nn.TransformerEncoderLayer(activation="gelu")
+    "gelu_tanh": tf.gelu_tanh,  # tanh approximation: GPT-2
+}
+FFN_ACTIVATIONS = (*ACTIVATIONS, "swiglu")
+
+
+def _check_positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_eps(eps) -> None:
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+        raise ValueError(f"eps must be a positive number, got {eps!r}")
+
+
+def _check_width(x: Tensor, d_model: int) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() == 0 or x.shape[-1] != d_model:
+        raise ValueError(f"x must have shape (..., d_model={d_model}), got {tuple(x.shape)}")
+
+
+class LayerNorm(nn.Module):
+    """Layer normalisation over the last dimension, with ``weight`` (ones) and ``bias`` (zeros) of shape (D,).
+
+    Biased variance and ε inside the square root, as ``nn.LayerNorm``; ε is 1e-5 by default
+    (``nn.LayerNorm``, GPT-2) — BERT checkpoints use 1e-12, so pass ``eps`` from the checkpoint's config.
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5):
+        super().__init__()
+        _check_positive_int("d_model", d_model)
+        _check_eps(eps)
+        self.d_model, self.eps = d_model, float(eps)
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.bias = nn.Parameter(torch.zeros(d_model))
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, eps={self.eps}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (…, D) -> (…, D)."""
+        _check_width(x, self.d_model)
+        return tf.layer_norm(x, self.weight, self.bias, self.eps)
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square normalisation over the last dimension, with ``weight`` (ones) of shape (D,); no bias.
+
+    Half-precision inputs are normalised in float32 and cast back (see :func:`functional.rms_norm`).
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-6):
+        super().__init__()
+        _check_positive_int("d_model", d_model)
+        _check_eps(eps)
+        self.d_model, self.eps = d_model, float(eps)
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, eps={self.eps}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (…, D) -> (…, D), in the dtype of x."""
+        _check_width(x, self.d_model)
+        return tf.rms_norm(x, self.weight, self.eps)
+
+
+class FeedForward(nn.Module):
+    r"""The position-wise feed-forward network, applied to every position independently.
+
+        relu / gelu / gelu_tanh:   FFN(x) = w2(dropout(act(w1 x)))               — Vaswani et al. 2017, eq. (2)
+        swiglu:                    FFN(x) = w2(dropout(silu(w1 x) ⊙ w3 x))      — Shazeer 2020, "GLU variants"
+
+    Shapes: x (…, D) -> hidden (…, F) -> (…, D). ``w1`` (D -> F), ``w2`` (F -> D) and, for SwiGLU, ``w3``
+    (D -> F) are ``nn.Linear``. Dropout sits between the activation and ``w2``, where
+    ``nn.TransformerEncoderLayer`` puts it.
+
+    ``bias`` applies to relu/gelu/gelu_tanh only: the three SwiGLU projections are always bias-free, as in
+    Shazeer's formulation and in Llama (``w1`` = gate_proj, ``w3`` = up_proj, ``w2`` = down_proj). Llama
+    picks d_ff ≈ 8/3 · D for SwiGLU so that its three matrices cost what two matrices of width 4·D would.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, *, activation: str = "relu", bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        _check_positive_int("d_model", d_model)
+        _check_positive_int("d_ff", d_ff)
+        if activation not in FFN_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {FFN_ACTIVATIONS}, got {activation!r}")
+        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.d_model, self.d_ff, self.activation = d_model, d_ff, activation
+        gated = activation == "swiglu"
+        self.w1 = nn.Linear(d_model, d_ff, bias=bias and not gated)  # (…, D) -> (…, F)
+        self.w2 = nn.Linear(d_ff, d_model, bias=bias and not gated)  # (…, F) -> (…, D)
+        if gated:
+            self.w3 = nn.Linear(d_model, d_ff, bias=False)  # (…, D) -> (…, F), the linear ("up") branch
+        self.dropout = nn.Dropout(dropout)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, d_ff={self.d_ff}, activation={self.activation!r}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (…, D) -> (…, D)."""
+        _check_width(x, self.d_model)
+        if self.activation == "swiglu":
+            hidden = tf.silu(self.w1(x)) * self.w3(x)  # (…, F) ⊙ (…, F) -> (…, F)
+        else:
+            hidden = ACTIVATIONS[self.activation](self.w1(x))  # (…, D) -> (…, F)
+        return self.w2(self.dropout(hidden))  # (…, F) -> (…, D)
+
+
+class TokenEmbedding(nn.Module):
+    r"""Token ids -> vectors: ``weight[ids]``, times √D when ``scale=True`` — Vaswani et al. 2017, §3.4.
+
+    Args:
+        vocab_size: V, the number of rows of ``weight`` (V, D).
+        d_model: D.
+        scale: multiply by √D, as the 2017 paper does ("we multiply those weights by √d_model") so that the
+            embeddings, which share their matrix with the output projection, are not drowned by the
+            positional encodings. BERT and GPT-2 do not scale.
+        padding_idx: a row initialised to zero that receives no gradient (as in ``nn.Embedding``).
+
+    ``weight`` starts as N(0, 1/D): with ``scale=True`` the scaled embeddings then have unit variance per
+    entry, like the sinusoidal encodings they are added to.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, *, scale: bool = False, padding_idx: int | None = None):
+        super().__init__()
+        _check_positive_int("vocab_size", vocab_size)
+        _check_positive_int("d_model", d_model)
+        if padding_idx is not None and not (
+            isinstance(padding_idx, int) and not isinstance(padding_idx, bool) and 0 <= padding_idx < vocab_size
+        ):
+            raise ValueError(f"padding_idx must be None or an int in [0, {vocab_size}), got {padding_idx!r}")
+        self.vocab_size, self.d_model, self.scale, self.padding_idx = vocab_size, d_model, bool(scale), padding_idx
+        self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, mean=0.0, std=self.d_model**-0.5)
+        if self.padding_idx is not None:
+            with torch.no_grad():
+                self.weight[self.padding_idx].zero_()
+
+    def extra_repr(self) -> str:
+        pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"vocab_size={self.vocab_size}, d_model={self.d_model}, scale={self.scale}{pad}"
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """ids (…) integer -> embeddings (…, D), e.g. (B, T) -> (B, T, D)."""
+        if not isinstance(ids, Tensor):
+            raise TypeError(f"token ids must be an integer torch.Tensor, got {type(ids).__name__}")
+        if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+            raise TypeError(f"token ids must be an integer tensor, got {ids.dtype}")
+        if ids.numel():
+            low, high = int(ids.min()), int(ids.max())
+            bad = high if high >= self.vocab_size else low
+            if low < 0 or high >= self.vocab_size:
+                raise ValueError(f"token id {bad} is outside the vocabulary of size {self.vocab_size}")
+        # F.embedding is the row lookup weight[ids]; it also keeps the gradient of the padding row at zero.
+        out = F.embedding(ids, self.weight, padding_idx=self.padding_idx)  # (…) -> (…, D)
+        return out * math.sqrt(self.d_model) if self.scale else out

@@ -1,0 +1,46 @@
+"""NumPy float64 references for positional encodings — loops over positions and dimensions, never torch."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["sinusoidal_table", "rope"]
+
+
+def sinusoidal_table(max_len: int, d_model: int) -> np.ndarray:
+    """PE[pos, 2i] = sin(pos / 10000^(2i/D)), PE[pos, 2i+1] = cos(pos / 10000^(2i/D)) — Vaswani et al. §3.5."""
+    table = np.zeros((max_len, d_model), dtype=np.float64)
+    for pos in range(max_len):
+        for j in range(d_model):
+            two_i = j - j % 2  # columns 2i and 2i+1 share the frequency of 2i
+            angle = pos / 10000.0 ** (two_i / d_model)
+            table[pos, j] = math.sin(angle) if j % 2 == 0 else math.cos(angle)
+    return table
+
+
+def rope(x, positions, theta: float = 10000.0, convention: str = "half") -> np.ndarray:
+    """Rotary position embedding: rotate every pair of dimensions of x[..., t, :] by positions[..., t] * theta_i.
+
+    x has shape (..., T, Dh), Dh even; positions broadcasts to x.shape[:-1] (e.g. (T,) or (B, 1, T)).
+    Pair i (frequency theta_i = theta^(-2i/Dh)) is the dimensions (2i, 2i+1) for "interleaved" and
+    (i, i + Dh/2) for "half". Each pair (a, b) is multiplied by the 2x2 rotation matrix
+    [[cos, -sin], [sin, cos]].
+    """
+    x = np.asarray(x, dtype=np.float64)
+    d_head = x.shape[-1]
+    if d_head % 2:
+        raise ValueError(f"d_head must be even, got {d_head}")
+    if convention not in ("half", "interleaved"):
+        raise ValueError(f"unknown convention {convention!r}")
+    positions = np.broadcast_to(np.asarray(positions), x.shape[:-1])
+    out = np.empty_like(x)
+    for idx in np.ndindex(x.shape[:-1]):  # every vector (batch, head, position)
+        m = float(positions[idx])
+        for i in range(d_head // 2):
+            a, b = (2 * i, 2 * i + 1) if convention == "interleaved" else (i, i + d_head // 2)
+            angle = m * theta ** (-2.0 * i / d_head)
+            rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+            out[idx + (a,)], out[idx + (b,)] = rotation @ np.array([x[idx + (a,)], x[idx + (b,)]])
+    return out
