@@ -22,7 +22,9 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Tests use tiny tensors: one thread avoids oversubscribing the 2-core CI machine (notebooks run in
+# their own kernels with the default thread count).
+torch.set_num_threads(1)
 
 
 @pytest.fixture
