@@ -2,7 +2,7 @@
 
     tfs tour     the main job: verify every module against the NumPy reference, then train a small model
     tfs verify   only the verification table
-    tfs train    train a model on one of the tasks (see ``tfs train --help``)
+    tfs train    train an encoder–decoder on copy / reverse / sort (see ``tfs train --help``)
 
 Bad arguments and missing files end with one clear line on stderr and exit status 2, never a traceback.
 """
@@ -10,10 +10,16 @@ Bad arguments and missing files end with one clear line on stderr and exit statu
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
+from datetime import datetime
+from pathlib import Path
 
 from . import __version__
+
+TASKS = ("copy", "reverse", "sort")
 
 
 class CLIError(Exception):
@@ -49,24 +55,233 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _runs_dir(out: str | None) -> Path:
+    """``--out`` if given, else ``$TFS_RUNS_DIR`` (default ``runs``) / <timestamp>."""
+    if out is not None:
+        return Path(out)
+    base = Path(os.environ.get("TFS_RUNS_DIR", "runs"))
+    return base / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _plot_run(history: list[dict], folder: Path) -> list[Path]:
+    """Loss and learning-rate curves from a training history; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    steps = [h["step"] for h in history]
+    evals = [h for h in history if "val_loss" in h]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax1.plot(steps, [h["train_loss"] for h in history], label="train", lw=0.8)
+    if evals:
+        ax1.plot([h["step"] for h in evals], [h["val_loss"] for h in evals], "o-", label="validation")
+    ax1.set(xlabel="step", ylabel="cross-entropy", yscale="log", title="loss")
+    ax1.legend()
+    ax2.plot(steps, [h["lr"] for h in history])
+    ax2.set(xlabel="step", ylabel="learning rate", title="schedule")
+    fig.tight_layout()
+    path = folder / "training.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]
+
+
+def _plot_cross_attention(run, folder: Path) -> Path:
+    """Heatmap of the last decoder layer's cross-attention (mean over heads) for one test example."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from .datasets import synthetic
+
+    source, target = run.splits.test[0]
+    batch = synthetic.to_batch([(source, target)])
+    run.model.eval()
+    with torch.no_grad():
+        _, attention = run.model(batch.src, batch.tgt_in, src_valid=batch.src_valid, return_attention=True)
+    weights = attention["decoder_cross"][-1][0].mean(dim=0)  # (H, T, S) -> (T, S)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.imshow(weights.numpy(), cmap="viridis")
+    ax.set_xticks(range(len(source)), list(run.vocab.decode(source)))
+    ax.set_yticks(range(len(target) + 1), ["<bos>", *run.vocab.decode(target)])
+    ax.set(xlabel="source position", ylabel="decoder input", title="cross-attention (last layer)")
+    fig.tight_layout()
+    path = folder / "cross_attention.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _train_task(args: argparse.Namespace, *, progress: bool):
+    """Build the configs from the flags (errors become one line) and run ``train_synthetic_task``."""
+    from .training.seq2seq import synthetic_train_config, train_synthetic_task
+
+    overrides = {"progress": progress, "seed": args.seed}
+    if args.resume is not None:
+        overrides.update(_saved_train_config(Path(args.resume)))  # continue the same run: its own settings
+    for flag, field in (
+        ("steps", "steps"),
+        ("lr", "max_lr"),
+        ("min_lr", "min_lr"),
+        ("warmup_steps", "warmup_steps"),
+        ("eval_every", "eval_every"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    out = getattr(args, "out", None)
+    if out is not None:
+        overrides.update(out_dir=str(out), checkpoint_every=getattr(args, "checkpoint_every", None))
+    if args.resume is None and args.steps is not None:  # shorter runs: scale the evaluation and warm-up
+        overrides.setdefault("eval_every", max(1, args.steps // 5))
+        overrides.setdefault("warmup_steps", min(100, args.steps // 10))
+    try:
+        train_config = synthetic_train_config(**overrides)
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    if args.batch_size is not None and args.batch_size < 1:
+        raise CLIError(f"--batch-size must be ≥ 1, got {args.batch_size}")
+    try:
+        return train_synthetic_task(
+            args.task, train_config=train_config, batch_size=args.batch_size or 64, seed=args.seed, resume=args.resume
+        )
+    except ValueError as e:  # e.g. resuming a checkpoint written with other settings
+        if args.resume is None:
+            raise
+        raise CLIError(f"--resume: {e}") from None
+
+
+def _saved_train_config(path: Path) -> dict:
+    """The TrainConfig fields stored in a checkpoint (a step folder, or an --out folder holding step folders)."""
+    from .training import CheckpointError, latest_checkpoint, load_checkpoint
+
+    if not path.exists():
+        raise CLIError(f"--resume: no checkpoint at {path}")
+    folder = latest_checkpoint(path) if not (path / "state.json").exists() else path
+    if folder is None:
+        raise CLIError(f"--resume: {path} holds no checkpoint (expected step_* folders or a state.json)")
+    try:
+        _, state = load_checkpoint(folder)
+    except CheckpointError as e:
+        raise CLIError(f"--resume: {e}") from None
+    saved = dict(state["config"])
+    saved.pop("progress", None)
+    return saved
+
+
+def _report(run, beam_size: int = 1) -> tuple[float, str]:
+    from .training.seq2seq import decode, evaluate_exact_match
+
+    em = evaluate_exact_match(run.model, run.splits.test, beam_size=beam_size, vocab=run.vocab)
+    source, target = run.splits.test[0]
+    v = run.vocab
+    (predicted,) = decode(
+        run.model,
+        [source],
+        bos_id=v.bos_id,
+        eos_id=v.eos_id,
+        pad_id=v.pad_id,
+        max_new_tokens=len(target) + 2,
+        beam_size=beam_size,
+    )
+    example = f"{v.decode(source)} -> {v.decode(predicted)} (expected {v.decode(target)})"
+    return em, example
+
+
 def cmd_tour(args: argparse.Namespace) -> int:
+    folder = _runs_dir(args.out)
     print(f"transformer_from_scratch {__version__} — tour\n")
     print("1. Numerical verification against the NumPy float64 reference")
     start = time.perf_counter()
     table, ok = verification_table(args.seed)
     print(table)
     print(f"   {'all checks passed' if ok else 'SOME CHECKS FAILED'} ({time.perf_counter() - start:.1f} s)\n")
+
+    print("2. Training the 2017 encoder–decoder to reverse sequences (chapter 04)")
+    start = time.perf_counter()
+    args.task, args.resume, args.min_lr, args.warmup_steps, args.eval_every = "reverse", None, None, None, None
+    args.lr, args.batch_size, args.out = None, None, None
+    run = _train_task(args, progress=not args.no_progress)
+    elapsed = time.perf_counter() - start
+    em, example = _report(run)
+    last = run.history[-1]
+    print(f"   {len(run.history)} steps in {elapsed:.0f} s; final train loss {last['train_loss']:.4f}")
+    print(f"   exact match on {len(run.splits.test)} held-out sequences (greedy): {em:.1%}")
+    print(f"   example: {example}\n")
+
+    print(f"3. Plots written to {folder}/")
+    for path in [*_plot_run(run.history, folder), _plot_cross_attention(run, folder)]:
+        print(f"   {path}")
     return 0 if ok else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfs", description="transformer_from_scratch: verify, tour and train.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def cmd_train(args: argparse.Namespace) -> int:
+    folder = Path(args.out) if args.out is not None else _runs_dir(None)
+    args.out = folder
+    start = time.perf_counter()
+    run = _train_task(args, progress=not args.no_progress)
+    elapsed = time.perf_counter() - start
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "history.jsonl", "w") as f:
+        for record in run.history:
+            f.write(json.dumps(record) + "\n")
+    em, example = _report(run, beam_size=args.beam_size)
+    decoding = "greedy" if args.beam_size == 1 else f"beam search, width {args.beam_size}"
+    print(f"task {args.task}: {len(run.history)} steps in {elapsed:.0f} s")
+    print(f"exact match on {len(run.splits.test)} held-out sequences ({decoding}): {em:.1%}")
+    print(f"example: {example}")
+    print(f"checkpoints and history.jsonl in {folder}/")
+    return 0
 
-    p = sub.add_parser("tour", help="the main job: verification table, then a short training run")
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus a pointer to --help) instead of the whole usage text."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tfs", description="transformer_from_scratch: verify, tour and train.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("tour", help="the main job: verification table, a short training run, plots")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the chapter 04 recipe)")
+    p.add_argument("--out", default=None, help="folder for the plots (default runs/<timestamp>)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_tour)
+
+    p = sub.add_parser("train", help="train an encoder–decoder on a synthetic task (copy, reverse, sort)")
+    p.add_argument("task", choices=TASKS, help="which task to learn")
+    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 1500)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
+    p.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (default 1e-4)")
+    p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 100)")
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per step (default 64)")
+    p.add_argument("--eval-every", type=_positive_int, default=None, help="validate every N steps")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None, help="checkpoint every N steps")
+    p.add_argument("--beam-size", type=_positive_int, default=1, help="beam width for the final evaluation")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", default=None, help="folder for checkpoints and history.jsonl (default runs/<time>)")
+    p.add_argument("--resume", default=None, help="continue from a checkpoint folder (or an --out folder)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("verify", help="verify every module against the NumPy float64 reference")
     p.add_argument("--seed", type=int, default=0, help="random seed for the check inputs (default 0)")

@@ -1,0 +1,104 @@
+"""The `tfs` command: the main job runs, training writes what it says, and every error is one clear line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from transformer_from_scratch.cli import main
+from transformer_from_scratch.verification import CHECKS
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_verify_prints_every_check_and_passes(capsys):
+    code, out, _ = run(["verify"], capsys)
+    assert code == 0
+    for check in CHECKS:
+        assert check.name in out
+    assert "FAIL" not in out and "all checks passed" in out
+
+
+def test_tour_verifies_trains_and_writes_plots(tmp_path, capsys):
+    code, out, _ = run(["tour", "--steps", "30", "--out", str(tmp_path), "--no-progress"], capsys)
+    assert code == 0
+    assert "all checks passed" in out
+    assert "exact match on 500 held-out sequences" in out
+    assert (tmp_path / "training.png").stat().st_size > 1000
+    assert (tmp_path / "cross_attention.png").stat().st_size > 1000
+
+
+def test_train_writes_history_and_checkpoints_and_resumes_the_same_run(tmp_path, capsys):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(["train", "copy", "--steps", "12", "--out", str(straight), "--no-progress"]) == 0
+    assert (
+        main(["train", "copy", "--steps", "12", "--out", str(resumed), "--no-progress", "--checkpoint-every", "6"]) == 0
+    )
+    capsys.readouterr()
+    history = [json.loads(line) for line in (straight / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == list(range(1, 13))
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert (straight / "step_000012" / "tensors.safetensors").exists()
+
+    # Resume the second run from its step-6 checkpoint: it must retrace steps 7..12 exactly.
+    assert (
+        main(
+            [
+                "train",
+                "copy",
+                "--out",
+                str(tmp_path / "again"),
+                "--resume",
+                str(resumed / "step_000006"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    again = [json.loads(line) for line in (tmp_path / "again" / "history.jsonl").read_text().splitlines()]
+    assert [h["train_loss"] for h in again] == [h["train_loss"] for h in history]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "reverse", "--steps", "0"], "expected a positive integer"),
+        (["train", "translate"], "invalid choice"),
+        (["train", "copy", "--lr", "-1", "--steps", "5"], "max_lr"),
+        (["train", "copy", "--resume", "/no/such/checkpoint"], "no checkpoint at /no/such/checkpoint"),
+        (["train", "copy", "--batch-size", "0", "--steps", "5"], "--batch-size"),
+        (["bogus"], "invalid choice"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(main(argv))
+    assert exit_info.value.code == 2
+    _, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and message in lines[0]
+
+
+def test_corrupted_checkpoint_is_one_line(tmp_path, capsys):
+    assert main(["train", "copy", "--steps", "4", "--out", str(tmp_path), "--no-progress"]) == 0
+    (tmp_path / "step_000004" / "state.json").write_text("{ not json")
+    capsys.readouterr()
+    assert main(["train", "copy", "--resume", str(tmp_path / "step_000004"), "--no-progress"]) == 2
+    _, err = capsys.readouterr()
+    assert len(err.strip().splitlines()) == 1 and "state.json" in err
+
+
+def test_python_dash_m_is_the_same_program():
+    result = subprocess.run(
+        [sys.executable, "-m", "transformer_from_scratch", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert "tour" in result.stdout and "train" in result.stdout and "verify" in result.stdout
