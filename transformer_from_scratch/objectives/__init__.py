@@ -1,0 +1,25 @@
+"""Pre-training objectives: how raw token ids become (corrupted input, target) training examples.
+
+    mlm.py   masked language modelling (BERT): select 15% of the tokens, 80/10/10 [MASK] / random / unchanged
+    nsp.py   next-sentence prediction (BERT): 50% true next segment, 50% a segment from another document
+
+Every function takes its randomness as ``generator: torch.Generator`` and plain token ids, so the objectives do
+not depend on any particular tokenizer or corpus.
+"""
+
+from .mlm import MaskedBatch, mask_tokens, replacement_ids, word_ids_from_tokens
+from .nsp import IS_NEXT, NOT_NEXT, NSPBatch, NSPExample, collate_nsp, make_nsp_pairs, pack_pair
+
+__all__ = [
+    "MaskedBatch",
+    "mask_tokens",
+    "replacement_ids",
+    "word_ids_from_tokens",
+    "IS_NEXT",
+    "NOT_NEXT",
+    "NSPBatch",
+    "NSPExample",
+    "collate_nsp",
+    "make_nsp_pairs",
+    "pack_pair",
+]
