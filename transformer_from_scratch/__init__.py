@@ -6,12 +6,13 @@ has a NumPy float64 twin in ``reference/`` and a row in ``tfs verify``.
 
 __version__ = "0.1.0"
 
-from . import functional, interop, layers, masks, positional  # noqa: E402
+from . import functional, heads, interop, layers, masks, objectives, pooling, positional, tokenizers  # noqa: E402
 from .attention import MultiHeadAttention  # noqa: E402
 from .blocks import DecoderBlock, EncoderBlock  # noqa: E402
-from .config import TransformerConfig  # noqa: E402
+from .config import BertConfig, TransformerConfig  # noqa: E402
+from .heads import CLSPooler, MLMHead, NSPHead  # noqa: E402
 from .layers import FeedForward, LayerNorm, RMSNorm, TokenEmbedding  # noqa: E402
-from .models import EncoderDecoder  # noqa: E402
+from .models import BertForPreTraining, BertModel, EncoderDecoder  # noqa: E402
 from .positional import (  # noqa: E402
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -19,11 +20,16 @@ from .positional import (  # noqa: E402
     sinusoidal_table,
 )
 from .stacks import Decoder, Encoder  # noqa: E402
+from .tokenizers import BPETokenizer, CharTokenizer, WordPieceTokenizer, WordTokenizer  # noqa: E402
 
 __all__ = [
     "__version__",
     "functional",
+    "heads",
     "interop",
+    "objectives",
+    "pooling",
+    "tokenizers",
     "layers",
     "masks",
     "positional",
@@ -34,6 +40,16 @@ __all__ = [
     "Decoder",
     "EncoderDecoder",
     "TransformerConfig",
+    "BertConfig",
+    "BertModel",
+    "BertForPreTraining",
+    "MLMHead",
+    "NSPHead",
+    "CLSPooler",
+    "CharTokenizer",
+    "WordTokenizer",
+    "WordPieceTokenizer",
+    "BPETokenizer",
     "LayerNorm",
     "RMSNorm",
     "FeedForward",

@@ -189,3 +189,92 @@ class TransformerConfig:
             tie_output=True,
         )
         return dataclasses.replace(base, **overrides)
+
+
+# ---- BERT ----------------------------------------------------------------------------------------------------
+
+__all__ += ["BertConfig"]
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    r"""BERT (Devlin et al. 2019, "BERT: Pre-training of Deep Bidirectional Transformers"), §3 and Appendix A.
+
+    Sizes: ``vocab_size`` (V), ``d_model`` (D, the paper's H), ``n_heads`` (H, the paper's A), ``n_layers``
+    (the paper's L), ``d_ff`` (F = 4·D in the paper), ``max_len`` (rows of the learned position table, 512)
+    and ``type_vocab_size`` (segments A/B: 2).
+
+    The encoder is the 2017 post-LN encoder with exact (erf) GELU and no final norm; the embeddings are
+    token + learned position + segment, then LayerNorm and dropout. ``dropout`` (Hugging Face's
+    ``hidden_dropout_prob``) is applied after the embeddings and to each sub-layer output before the residual
+    addition; ``attention_dropout`` (``attention_probs_dropout_prob``) to the attention weights. Both are 0.1.
+
+    ``layer_norm_eps``: BERT checkpoints use 1e-12, not ``nn.LayerNorm``'s 1e-5 — a difference that shows in
+    the outputs of a pretrained model. ``initializer_range``: weights start as N(0, 0.02²), biases at 0.
+    ``pad_id``, when set, lets the model derive the padding mask from the token ids when no mask is given
+    (Hugging Face's ``BertModel`` never does that: without ``attention_mask`` it attends to padding too).
+    """
+
+    vocab_size: int
+    d_model: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    d_ff: int = 3072
+    max_len: int = 512
+    type_vocab_size: int = 2
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    pad_id: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_len", "type_vocab_size"):
+            _check_int(name, getattr(self, name), 1)
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                f"choose d_model as a multiple of n_heads (e.g. {self.n_heads * max(1, self.d_model // self.n_heads)})"
+            )
+        for name in ("dropout", "attention_dropout"):
+            _check_probability(name, getattr(self, name))
+        for name in ("layer_norm_eps", "initializer_range"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"{name} must be a positive float, got {type(value).__name__} {value!r}")
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if self.pad_id is not None:
+            _check_int("pad_id", self.pad_id, 0)
+            if self.pad_id >= self.vocab_size:
+                raise ValueError(f"pad_id={self.pad_id} is outside the vocabulary: it must be < {self.vocab_size}")
+
+    @property
+    def d_head(self) -> int:
+        """Width of one head, Dh = D / H (64 in BERT-base)."""
+        return self.d_model // self.n_heads
+
+    # ---- presets -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def tiny(cls, **overrides) -> BertConfig:
+        """A model for tests and quick demos: V=100, D=32, H=4, 2 layers, F=64, 64 positions, no dropout."""
+        base = cls(
+            vocab_size=100, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=64, dropout=0.0, attention_dropout=0.0
+        )
+        return dataclasses.replace(base, **overrides)
+
+    @classmethod
+    def mini(cls, **overrides) -> BertConfig:
+        """A laptop-sized BERT for pre-training on a CPU: the layer sizes of BERT-Mini (Turc et al. 2019,
+        "Well-Read Students Learn Better"): 4 layers, D=256, H=4, F=1024; 128 positions and a vocabulary of
+        8000 — pass ``vocab_size=tokenizer.vocab_size`` for the WordPiece vocabulary you trained."""
+        base = cls(vocab_size=8000, d_model=256, n_heads=4, n_layers=4, d_ff=1024, max_len=128)
+        return dataclasses.replace(base, **overrides)
+
+    @classmethod
+    def base(cls, **overrides) -> BertConfig:
+        """BERT-base (Devlin et al. 2019, §3): L=12, H=768, A=12, F=3072, 512 positions, 2 segments, the
+        30,522-token uncased WordPiece vocabulary — "Total Parameters=110M"."""
+        base = cls(vocab_size=30_522, d_model=768, n_heads=12, n_layers=12, d_ff=3072, max_len=512, type_vocab_size=2)
+        return dataclasses.replace(base, **overrides)

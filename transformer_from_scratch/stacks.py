@@ -35,7 +35,11 @@ class Encoder(_Stack):
     """N :class:`~blocks.EncoderBlock` s (+ a final Norm when ``final_norm``, default ``norm_first``).
 
     Keyword options are those of :class:`~blocks.EncoderBlock`. ``forward(x (B,S,D), *, allowed=None,
-    positions=None, return_attention=False)`` -> memory (B,S,D) [, list of N self-attention weights (B,H,S,S)].
+    positions=None, return_attention=False, return_hidden_states=False)`` -> memory (B,S,D)
+    [, list of N self-attention weights (B,H,S,S)] [, list of N + 1 hidden states (B,S,D)].
+
+    The hidden states are the stack's input followed by the output of every block (before the final norm, if
+    any) — what BERT users probe layer by layer. With both flags the result is (memory, weights, hidden).
     """
 
     def __init__(
@@ -78,16 +82,21 @@ class Encoder(_Stack):
         allowed: Tensor | None = None,
         positions: Tensor | None = None,
         return_attention: bool = False,
-    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        return_hidden_states: bool = False,
+    ) -> Tensor | tuple[Tensor, list[Tensor]] | tuple[Tensor, list[Tensor], list[Tensor]]:
         weights: list[Tensor] = []
+        hidden: list[Tensor] = [x]  # (B,S,D): the input, then one entry per block
         for layer in self.layers:
             if return_attention:
                 x, w = layer(x, allowed=allowed, positions=positions, return_attention=True)
                 weights.append(w)  # (B,H,S,S)
             else:
                 x = layer(x, allowed=allowed, positions=positions)  # (B,S,D)
+            hidden.append(x)
         if self.final_norm is not None:
             x = self.final_norm(x)
+        if return_hidden_states:
+            return (x, weights, hidden) if return_attention else (x, hidden)
         return (x, weights) if return_attention else x
 
 

@@ -343,3 +343,57 @@ register("EncoderDecoder (2017 Transformer), post-LN, 2+2 layers, padded source 
 register("EncoderDecoder, pre-LN + final norms, GELU, learned positions")(
     _model_check(norm_first=True, activation="gelu", positional="learned")
 )
+
+
+# ---- BERT (models/bert.py, heads.py, pooling.py) ---------------------------------------------------------------
+
+from . import pooling as _pooling  # noqa: E402
+from .config import BertConfig as _BertConfig  # noqa: E402
+from .models import bert as _bert  # noqa: E402
+from .reference import bert as _ref_bert  # noqa: E402
+
+
+def _bert_case(g: torch.Generator):
+    """A random float64 BertForPreTraining (V=29, D=12, H=3, 2 layers) and a padded two-segment batch."""
+    config = _BertConfig.tiny(vocab_size=29, d_model=12, n_heads=3, d_ff=20, max_len=16, type_vocab_size=3)
+    model = _random_params_(_bert.BertForPreTraining(config), g)
+    ids = torch.randint(0, config.vocab_size, (3, 7), generator=g)  # (B, T)
+    segments = torch.randint(0, config.type_vocab_size, (3, 7), generator=g)
+    valid = masks.padding_mask_from_lengths([7, 4, 2], max_len=7)  # (B, T), real tokens first
+    return config, model, ids, segments, valid
+
+
+@register("BertForPreTraining: embeddings → encoder → MLM + NSP heads and loss, padded, 3 segments")
+def _check_bert_pretraining(g: torch.Generator):
+    config, model, ids, segments, valid = _bert_case(g)
+    selected = (torch.rand(3, 7, generator=g) < 0.4) & valid  # MLM positions to predict, real tokens only
+    selected[0, 0] = True
+    mlm_labels = torch.where(selected, ids, torch.full_like(ids, -100))
+    nsp_labels = torch.tensor([0, 1, 1])
+    out = model(ids, token_type_ids=segments, valid=valid, mlm_labels=mlm_labels, nsp_labels=nsp_labels)
+    inputs = dict(token_type_ids=_np(segments), valid=_np(valid))
+    mlm, nsp, (h, pooled, _, _) = _ref_bert.bert_pretraining(
+        _np(ids), _numpy_state(model), n_heads=3, n_layers=2, eps=config.layer_norm_eps, **inputs
+    )
+    loss = _ref_bert.pretraining_loss(mlm, _np(mlm_labels), nsp, _np(nsp_labels))
+    bert = out.bert
+    ours = _flat(_np(bert.last_hidden_state), _np(bert.pooled), _np(out.mlm_logits), _np(out.nsp_logits), _np(out.loss))
+    return ours, _flat(h, pooled, mlm, nsp, loss)
+
+
+@register("BertModel hidden states of every layer + attention weights, padded")
+def _check_bert_hidden_states(g: torch.Generator):
+    config, model, ids, segments, valid = _bert_case(g)
+    out = model.bert(ids, token_type_ids=segments, valid=valid, return_attention=True)
+    inputs = dict(token_type_ids=_np(segments), valid=_np(valid))
+    _, _, hidden, attentions = _ref_bert.bert_model(
+        _np(ids), _numpy_state(model.bert), n_heads=3, n_layers=2, eps=config.layer_norm_eps, **inputs
+    )
+    return _flat(*map(_np, out.hidden_states), *map(_np, out.attentions)), _flat(*hidden, *attentions)
+
+
+@register("pooling.mean_pool (masked) vs reference.bert.mean_pool")
+def _check_mean_pool(g: torch.Generator):
+    hidden = _randn(g, 3, 6, 5)
+    valid = masks.padding_mask_from_lengths([6, 1, 3], max_len=6)
+    return _np(_pooling.mean_pool(hidden, valid)), _ref_bert.mean_pool(_np(hidden), _np(valid))

@@ -6,3 +6,8 @@ transformer.py   EncoderDecoder — the 2017 encoder–decoder Transformer (Vasw
 from .transformer import EncoderDecoder
 
 __all__ = ["EncoderDecoder"]
+
+# bert.py   BertModel, BertForPreTraining — BERT (Devlin et al. 2019), Hugging Face checkpoints via interop.hf_bert
+from .bert import BertEmbeddings, BertForPreTraining, BertModel, BertOutput, BertPreTrainingOutput  # noqa: E402
+
+__all__ += ["BertEmbeddings", "BertModel", "BertForPreTraining", "BertOutput", "BertPreTrainingOutput"]
