@@ -1,6 +1,7 @@
 """Shared pytest configuration: hypothesis profiles, float64 helpers, offline Hugging Face."""
 
 import os
+import tempfile
 
 import pytest
 import torch
@@ -8,6 +9,9 @@ from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The embedded corpus is built on first use and cached; tests (and the notebooks they execute) build it once
+# per session in a temporary folder instead of the user's ~/.cache.
+os.environ.setdefault("TFS_CACHE_DIR", tempfile.mkdtemp(prefix="tfs-test-cache-"))
 
 # "ci" is derandomized (the same examples every run) and small; "dev" explores more when asked:
 #   pytest --hypothesis-profile=dev
