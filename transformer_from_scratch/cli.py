@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an encoder–decoder on a synthetic task (copy, reverse, sort)")
     p.add_argument("task", choices=TASKS, help="which task to learn")
-    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 1500)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 600)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
     p.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (default 1e-4)")
     p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 100)")
