@@ -355,3 +355,94 @@ def test_gradcheck_feed_forward(gen, activation):
         return torch.func.functional_call(ffn, dict(zip(names, ps)), (x,))
 
     assert torch.autograd.gradcheck(f, (x, *params))
+
+
+# ---- hand-written backward passes (the autograd.Functions of functional.py) ---------------------------------
+# relu, gelu, gelu_tanh and layer_norm carry their own backward: each must give the gradients of PyTorch's
+# built-in versions (the oracles), pass gradcheck, and leave its inputs untouched (the passes work in place
+# on their own buffers).
+
+TOLERANCES = {torch.float64: F64, torch.float32: F32}
+ACTIVATION_ORACLES = [
+    ("relu", tf.relu, torch.relu),
+    ("gelu", tf.gelu, lambda x: F.gelu(x, approximate="none")),
+    ("gelu_tanh", tf.gelu_tanh, lambda x: F.gelu(x, approximate="tanh")),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name, ours, oracle", ACTIVATION_ORACLES, ids=[c[0] for c in ACTIVATION_ORACLES])
+def test_activation_gradient_matches_torch(gen, name, ours, oracle, dtype):
+    """Values and gradients equal PyTorch's. In float32 the oracle runs in float64 on the same inputs: PyTorch's
+    own float32 tanh-GELU is off by ~1e-6 for x ≲ -4 (1 + tanh(u) cancels), more than the float32 tolerance."""
+    x = randn(gen, 3, 4, 37, scale=3.0)
+    x[0, 0, :6] = torch.tensor([0.0, -30.0, 30.0, -1e-3, 1e-3, -0.0], dtype=torch.float64)  # kink, tails
+    x = x.to(dtype)
+    upstream = randn(gen, 3, 4, 37, dtype=dtype)
+    x_ours, x_theirs = x.clone().requires_grad_(), x.double().requires_grad_()
+    y_ours, y_theirs = ours(x_ours), oracle(x_theirs)
+    assert y_ours.dtype == dtype
+    assert_close(y_ours.double(), y_theirs, **TOLERANCES[dtype])
+    (g_ours,) = torch.autograd.grad(y_ours, x_ours, upstream)
+    (g_theirs,) = torch.autograd.grad(y_theirs, x_theirs, upstream.double())
+    assert g_ours.dtype == dtype
+    assert_close(g_ours.double(), g_theirs, **TOLERANCES[dtype])
+    assert torch.equal(x_ours.detach(), x)  # the in-place steps never touch the input
+
+
+def test_relu_gradient_at_zero_is_zero_as_in_torch():
+    """max(x, 0) has no derivative at 0; like torch.relu we take the subgradient 0 there (and 1 for x > 0)."""
+    x = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(tf.relu(x).sum(), x)
+    assert torch.equal(grad, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name, ours, oracle", ACTIVATION_ORACLES, ids=[c[0] for c in ACTIVATION_ORACLES])
+def test_gradcheck_activations(gen, name, ours, oracle):
+    x = randn(gen, 2, 3, 5, scale=2.0)
+    x = torch.where(x.abs() < 0.1, x + 0.3, x).requires_grad_()  # finite differences must not straddle ReLU's kink
+    assert torch.autograd.gradcheck(ours, (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("affine", ["weight and bias", "weight only", "bias only", "neither"])
+def test_layer_norm_gradients_match_f_layer_norm(gen, affine, dtype):
+    d, eps = 24, 1e-5
+    x = randn(gen, 3, 5, d, dtype=dtype, scale=2.0, shift=0.5)
+    weight = randn(gen, d, dtype=dtype) if affine in ("weight and bias", "weight only") else None
+    bias = randn(gen, d, dtype=dtype) if affine in ("weight and bias", "bias only") else None
+    upstream = randn(gen, 3, 5, d, dtype=dtype)
+
+    def leaves():
+        return [t.clone().requires_grad_() for t in (x, weight, bias) if t is not None]
+
+    def split(ts):  # back to (x, weight, bias) with None where a parameter is absent
+        it = iter(ts)
+        return [next(it) if t is not None else None for t in (x, weight, bias)]
+
+    ours_in, theirs_in = leaves(), leaves()
+    y_ours = tf.layer_norm(*split(ours_in), eps)
+    y_theirs = F.layer_norm(theirs_in[0], (d,), *split(theirs_in)[1:], eps)
+    assert_close(y_ours, y_theirs, **TOLERANCES[dtype])
+    grads_ours = torch.autograd.grad(y_ours, ours_in, upstream)
+    grads_theirs = torch.autograd.grad(y_theirs, theirs_in, upstream)
+    for g_ours, g_theirs in zip(grads_ours, grads_theirs):
+        assert_close(g_ours, g_theirs, **TOLERANCES[dtype])
+    assert torch.equal(ours_in[0].detach(), x)  # the input is not normalised in place
+
+
+def test_layer_norm_backward_with_a_broadcast_upstream_gradient(gen):
+    """y.sum() sends back an expanded (stride-0) gradient; the hand-written backward must accept it."""
+    norm = randomise(LayerNorm(7), gen)
+    x = randn(gen, 2, 3, 7, scale=2.0).requires_grad_()
+    x_oracle = x.detach().clone().requires_grad_()
+    norm(x).sum().backward()
+    (grad_oracle,) = torch.autograd.grad(F.layer_norm(x_oracle, (7,), norm.weight, norm.bias).sum(), x_oracle)
+    assert_close(x.grad, grad_oracle, **F64)
+
+
+def test_gradcheck_layer_norm_without_weight_or_bias(gen):
+    x = randn(gen, 2, 3, 5, scale=2.0).requires_grad_()
+    w = randn(gen, 5).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: tf.layer_norm(x, None, None, 1e-5), (x,))
+    assert torch.autograd.gradcheck(lambda x, w: tf.layer_norm(x, w, None, 1e-5), (x, w))

@@ -11,6 +11,10 @@ argument, keys and values from the second.
 
 Rotary position embeddings (RoPE, Su et al. 2021): ``MultiHeadAttention(..., rotary=RotaryEmbedding(Dh))``
 rotates every head's queries and keys by their positions after the projections, before the scores.
+
+KV cache (incremental decoding): ``mha(x_new, kv_cache=cache)`` with a :class:`LayerKVCache` projects only the
+T new tokens, appends their keys and values to the S_past cached ones and lets the new queries attend to all
+S = S_past + T keys — see :class:`LayerKVCache`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from torch import Tensor, nn
 from . import functional as tf
 from .positional import RotaryEmbedding
 
-__all__ = ["MultiHeadAttention"]
+__all__ = ["MultiHeadAttention", "LayerKVCache", "KVCache"]
 
 
 class MultiHeadAttention(nn.Module):
@@ -98,6 +102,7 @@ class MultiHeadAttention(nn.Module):
         bias: Tensor | None = None,
         return_weights: bool = False,
         positions: Tensor | tuple[Tensor, Tensor] | None = None,
+        kv_cache: LayerKVCache | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """x_q (B, T, D), x_kv (B, S, D) or None for self-attention -> (B, T, D) [and weights (B, H, T, S)].
 
@@ -107,19 +112,65 @@ class MultiHeadAttention(nn.Module):
         ``positions`` is used only with ``rotary``: integer positions (T,), (1, T) or (B, T) of the tokens of
         ``x_q`` (default 0 … T-1), shared by queries and keys in self-attention. With ``x_kv`` given
         (cross-attention, or keys from a cache) pass the pair ``(query_positions, key_positions)``.
+
+        ``kv_cache`` (self-attention only): a :class:`LayerKVCache` holding the keys and values of the S_past
+        earlier positions. The new keys and values are appended to it (in place) and the T queries attend to
+        all S = S_past + T keys, so ``allowed`` must broadcast to (B, H, T, S) — e.g.
+        ``masks.causal_mask(T, S)``, bottom-right aligned; ``None`` lets every new query see every key, which is
+        causal only for T = 1. With ``rotary``, ``positions`` (of the T new tokens) default to S_past … S - 1.
         """
         cross = x_kv is not None
         x_kv = x_q if x_kv is None else x_kv
         self._check_inputs(x_q, x_kv)
         q_positions, k_positions = self._positions(positions, cross)
-        q = tf.split_heads(self.q_proj(x_q), self.n_heads)  # (B,T,D) -> (B,H,T,Dh)
-        k = tf.split_heads(self.k_proj(x_kv), self.n_heads)  # (B,S,D) -> (B,H,S,Dh)
-        v = tf.split_heads(self.v_proj(x_kv), self.n_heads)  # (B,S,D) -> (B,H,S,Dh)
+        if kv_cache is not None:
+            if cross:
+                raise ValueError("kv_cache is for self-attention (x_kv=None); cross-attention keys do not grow")
+            if not isinstance(kv_cache, LayerKVCache):
+                raise TypeError(f"kv_cache must be a LayerKVCache or None, got {type(kv_cache).__name__}")
+            if self.rotary is not None and positions is None:  # the new tokens sit after the cached ones
+                q_positions = k_positions = torch.arange(
+                    kv_cache.length, kv_cache.length + x_q.shape[1], device=x_q.device
+                )  # (T,)
+        q, k, v = self._project(x_q, x_kv, cross)  # (B,H,T,Dh), (B,H,S,Dh), (B,H,S,Dh)
         if self.rotary is not None:
             q, k = self.rotary(q, k, q_positions, k_positions=k_positions)  # rotate, shapes unchanged
+        if kv_cache is not None:
+            k, v = kv_cache.update(k, v)  # (B,H,T,Dh) new -> (B,H,S_past+T,Dh): cached keys first, then the new ones
         out, weights = self._attend(q, k, v, allowed=allowed, bias=bias, return_weights=return_weights)
         out = self.out_proj(tf.merge_heads(out))  # (B,H,T,Dh) -> (B,T,D) -> (B,T,D)
         return (out, weights) if return_weights else out
+
+    def _project(self, x_q: Tensor, x_kv: Tensor, cross: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """q = x_q W^Q + b^Q, k = x_kv W^K + b^K, v = x_kv W^V + b^V, split into heads: (B,H,T,Dh), (B,H,S,Dh) × 2.
+
+        Projections that read the same input share one matrix product: stacking the weights of ``q_proj``,
+        ``k_proj`` and ``v_proj`` row-wise gives x [W^Q | W^K | W^V] in one pass over x (self-attention), or
+        [W^K | W^V] over x_kv (cross-attention); its output columns are then cut into projections and heads.
+        One large product is faster than three small ones; the result is the same. The parameters stay three
+        separate ``nn.Linear`` (so checkpoints and converters see q_proj, k_proj, v_proj), and a projection
+        that is not a plain ``nn.Linear`` (a wrapper, an adapter, one with hooks) is called as a module instead.
+        """
+        h = self.n_heads
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        plain = all(type(p) is nn.Linear and not (p._forward_hooks or p._forward_pre_hooks) for p in projs)
+        if not plain or len({p.bias is None for p in projs}) != 1:
+            q, k, v = self.q_proj(x_q), self.k_proj(x_kv), self.v_proj(x_kv)  # (B,T,D), (B,S,D), (B,S,D)
+            return tf.split_heads(q, h), tf.split_heads(k, h), tf.split_heads(v, h)  # (B,L,D) -> (B,H,L,Dh)
+        packed = projs[1:] if cross else projs  # n = 2 (k, v) or 3 (q, k, v) projections of x_kv
+        n = len(packed)
+        weight = torch.cat([p.weight for p in packed])  # n × (D, D) -> (n·D, D)
+        bias = None if packed[0].bias is None else torch.cat([p.bias for p in packed])  # (n·D,)
+        # Column j·D + h·Dh + e of the product is feature e of head h of projection j (within each projection,
+        # the layout of functional.split_heads). Cutting it with views keeps the backward pass to one copy:
+        # (B,S,n·D) -> (B,S,n,H,Dh) -> n × (B,S,H,Dh) -> n × (B,H,S,Dh)
+        parts = F.linear(x_kv, weight, bias).unflatten(-1, (n, h, self.d_head)).unbind(2)
+        heads = [part.transpose(1, 2) for part in parts]
+        if cross:
+            k, v = heads
+            return tf.split_heads(self.q_proj(x_q), h), k, v  # (B,T,D) -> (B,H,T,Dh)
+        q, k, v = heads  # S = T
+        return q, k, v
 
     def _positions(self, positions, cross: bool) -> tuple[Tensor | None, Tensor | None]:
         """Split ``positions`` into (query positions, key positions); check they are used only with rotary."""
@@ -161,3 +212,94 @@ def _fused_attention(q: Tensor, k: Tensor, v: Tensor, *, allowed, bias, dropout_
         any_allowed = allowed.expand(scores_shape).any(dim=-1, keepdim=True)  # (B,H,T,1)
         out = torch.where(any_allowed, out, torch.zeros((), dtype=out.dtype, device=out.device))
     return out
+
+
+# ---- KV cache: keys and values of earlier positions, for incremental decoding --------------------------------
+
+
+class LayerKVCache:
+    r"""The keys and values one self-attention layer has computed so far: ``k``, ``v`` (B, H, S_past, Dh) each.
+
+    In a causal model the key and value of position j depend only on the tokens ≤ j, so they never change once
+    computed. Decoding token t + 1 therefore needs only the projections of the new token: append its key and
+    value here and attend over all t + 1. This turns each step from O(t) new projections (recomputing the whole
+    prefix) into O(1), while the attention itself still reads all t + 1 keys. Keys are stored *after* the rotary
+    rotation, so cached keys keep the positions they were computed at.
+
+    Grown with ``torch.cat`` (simple; a preallocated buffer would avoid the copies). ``update`` appends in place;
+    :meth:`select` gathers batch rows (dropping finished sequences, reordering beams).
+    """
+
+    def __init__(self) -> None:
+        self.k: Tensor | None = None  # (B, H, S_past, Dh)
+        self.v: Tensor | None = None  # (B, H, S_past, Dh)
+
+    @property
+    def length(self) -> int:
+        """S_past, the number of cached positions (0 when empty)."""
+        return 0 if self.k is None else self.k.shape[2]
+
+    def __repr__(self) -> str:
+        shape = None if self.k is None else tuple(self.k.shape)
+        return f"LayerKVCache(k, v: {shape})"
+
+    def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append the new k, v (B, H, T, Dh) and return all of them: (B, H, S_past + T, Dh) each."""
+        if k.dim() != 4 or v.shape[:3] != k.shape[:3]:
+            raise ValueError(
+                f"k and v must be (B, H, T, Dh) with equal B, H, T; got {tuple(k.shape)}, {tuple(v.shape)}"
+            )
+        if self.k is not None:
+            if k.shape[:2] != self.k.shape[:2] or k.shape[3] != self.k.shape[3] or v.shape[3] != self.v.shape[3]:
+                raise ValueError(
+                    f"new keys {tuple(k.shape)} do not continue the cached ones {tuple(self.k.shape)}: batch, heads "
+                    "and head width must match (use select() after dropping or reordering sequences)"
+                )
+            k = torch.cat([self.k, k], dim=2)  # (B,H,S_past,Dh) + (B,H,T,Dh) -> (B,H,S_past+T,Dh)
+            v = torch.cat([self.v, v], dim=2)
+        self.k, self.v = k, v
+        return k, v
+
+    def select(self, rows: Tensor) -> LayerKVCache:
+        """A new cache holding batch rows ``rows`` (N,) of this one: (B, H, S, Dh) -> (N, H, S, Dh)."""
+        out = LayerKVCache()
+        if self.k is not None:
+            out.k, out.v = self.k[rows], self.v[rows]
+        return out
+
+
+class KVCache:
+    r"""The caches of a whole decoder stack: one :class:`LayerKVCache` per block, plus the padding mask.
+
+    ``layers[i]`` belongs to block i; ``valid`` (B, S_past) bool records which cached positions are real tokens
+    (False at left padding), so later steps keep masking those keys and can count positions. A model that takes
+    ``kv_cache=`` (e.g. :class:`models.gpt.GPT`) fills it on the first call (the "prefill" of the prompt) and
+    extends it on every later call; the caller only passes the new tokens.
+    """
+
+    def __init__(self, n_layers: int) -> None:
+        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+        self.layers = [LayerKVCache() for _ in range(n_layers)]
+        self.valid: Tensor | None = None  # (B, S_past) bool, True at real tokens
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i: int) -> LayerKVCache:
+        return self.layers[i]
+
+    def __repr__(self) -> str:
+        return f"KVCache(n_layers={len(self.layers)}, length={self.length})"
+
+    @property
+    def length(self) -> int:
+        """S_past, the number of cached positions (0 when empty)."""
+        return self.layers[0].length
+
+    def select(self, rows: Tensor) -> KVCache:
+        """A new cache holding batch rows ``rows`` (N,): drop finished sequences, copy or reorder beams."""
+        out = KVCache(len(self.layers))
+        out.layers = [layer.select(rows) for layer in self.layers]
+        out.valid = None if self.valid is None else self.valid[rows]  # (B, S_past) -> (N, S_past)
+        return out

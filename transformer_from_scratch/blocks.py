@@ -87,11 +87,14 @@ class _Block(nn.Module):
     def extra_repr(self) -> str:
         return f"norm_first={self.norm_first}"
 
-    def _self_attention(self, x: Tensor, allowed, positions, return_attention: bool):
+    def _self_attention(self, x: Tensor, allowed, positions, return_attention: bool, kv_cache=None):
         """Self-attention sub-layer on an (already normalised, in pre-LN) input: (B,T,D) -> (B,T,D) [, weights]."""
+        options = dict(allowed=allowed, positions=positions)
+        if kv_cache is not None:  # only passed when given, so attention modules without a cache keep working
+            options["kv_cache"] = kv_cache
         if return_attention:
-            return self.self_attn(x, allowed=allowed, positions=positions, return_weights=True)
-        return self.self_attn(x, allowed=allowed, positions=positions), None
+            return self.self_attn(x, **options, return_weights=True)
+        return self.self_attn(x, **options), None
 
 
 class EncoderBlock(_Block):
@@ -110,9 +113,11 @@ class EncoderBlock(_Block):
         rotary: a ``positional.RotaryEmbedding`` applied to queries and keys of the self-attention.
         fused: let the attention use ``torch.nn.functional.scaled_dot_product_attention``.
 
-    forward(x (B,T,D), *, allowed=None, positions=None, return_attention=False) -> (B,T,D)
+    forward(x (B,T,D), *, allowed=None, positions=None, return_attention=False, kv_cache=None) -> (B,T,D)
     [, self-attention weights (B,H,T,T)]. ``allowed`` is a bool mask broadcastable to (B,H,T,T), True where
-    query i may attend to key j (key padding for an encoder, causal for a decoder-only model).
+    query i may attend to key j (key padding for an encoder, causal for a decoder-only model). ``kv_cache``
+    (an ``attention.LayerKVCache``) is handed to the self-attention: x then holds only the T new positions and
+    ``allowed`` broadcasts to (B,H,T,S_past+T).
     """
 
     def __init__(
@@ -157,16 +162,17 @@ class EncoderBlock(_Block):
         allowed: Tensor | None = None,
         positions: Tensor | None = None,
         return_attention: bool = False,
+        kv_cache=None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         if self.norm_first:
             # Deviation: pre-LN (Xiong et al. 2020) — normalise the sub-layer *input*, keep the residual path
             # an identity. The paper (§3.1) normalises after the addition: LayerNorm(x + Sublayer(x)).
-            attn, weights = self._self_attention(self.norm1(x), allowed, positions, return_attention)
+            attn, weights = self._self_attention(self.norm1(x), allowed, positions, return_attention, kv_cache)
             x = x + self.dropout(attn)  # (B,T,D)
             x = x + self.dropout(self.ff(self.norm2(x)))  # (B,T,D)
         else:
             # Post-LN, as in the paper: LayerNorm(x + Dropout(Sublayer(x))).
-            attn, weights = self._self_attention(x, allowed, positions, return_attention)
+            attn, weights = self._self_attention(x, allowed, positions, return_attention, kv_cache)
             x = self.norm1(x + self.dropout(attn))  # (B,T,D)
             x = self.norm2(x + self.dropout(self.ff(x)))  # (B,T,D)
         return (x, weights) if return_attention else x
