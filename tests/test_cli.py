@@ -75,6 +75,9 @@ def test_train_writes_history_and_checkpoints_and_resumes_the_same_run(tmp_path,
         (["train", "copy", "--resume", "/no/such/checkpoint"], "no checkpoint at /no/such/checkpoint"),
         (["train", "copy", "--batch-size", "0", "--steps", "5"], "--batch-size"),
         (["bogus"], "invalid choice"),
+        (["train", "gpt", "--data", "/no/such/file.txt"], "/no/such/file.txt"),
+        (["train", "gpt", "--tokenizer", "words", "--steps", "2"], "--tokenizer must be one of"),
+        (["train", "gpt", "--resume", "somewhere"], "--resume is not supported for gpt"),
     ],
 )
 def test_errors_are_one_line_without_traceback(argv, message, capsys):
@@ -102,3 +105,42 @@ def test_python_dash_m_is_the_same_program():
     )
     assert result.returncode == 0
     assert "tour" in result.stdout and "train" in result.stdout and "verify" in result.stdout
+
+
+def test_train_gpt_on_a_user_file_prints_loss_perplexity_and_a_sample(tmp_path, capsys):
+    text = "the cat sat on the mat. the dog sat on the log. " * 200
+    data = tmp_path / "tiny.txt"
+    data.write_text(text)
+    out = tmp_path / "gpt"
+    argv = [
+        "train",
+        "gpt",
+        "--data",
+        str(data),
+        "--steps",
+        "30",
+        "--context",
+        "16",
+        "--n-layers",
+        "1",
+        "--d-model",
+        "32",
+        "--n-heads",
+        "2",
+        "--batch-size",
+        "8",
+        "--eval-every",
+        "15",
+        "--sample-tokens",
+        "20",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    code, stdout, _ = run(argv, capsys)
+    assert code == 0
+    assert "validation loss" in stdout and "perplexity" in stdout and "sample" in stdout
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == list(range(1, 31))
+    assert {"step", "train_loss", "val_loss", "tokens_per_s"} <= set(history[-1])
+    assert history[-1]["val_loss"] < history[0]["train_loss"]  # it learned something about this tiny text

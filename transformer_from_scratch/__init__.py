@@ -6,13 +6,13 @@ has a NumPy float64 twin in ``reference/`` and a row in ``tfs verify``.
 
 __version__ = "0.1.0"
 
-from . import functional, heads, interop, layers, masks, objectives, pooling, positional, tokenizers  # noqa: E402
-from .attention import MultiHeadAttention  # noqa: E402
+from . import functional, generation, heads, interop, layers, masks, objectives, pooling, positional, tokenizers  # noqa: E402
+from .attention import KVCache, LayerKVCache, MultiHeadAttention  # noqa: E402
 from .blocks import DecoderBlock, EncoderBlock  # noqa: E402
-from .config import BertConfig, TransformerConfig  # noqa: E402
+from .config import BertConfig, GPTConfig, TransformerConfig  # noqa: E402
 from .heads import CLSPooler, MLMHead, NSPHead  # noqa: E402
 from .layers import FeedForward, LayerNorm, RMSNorm, TokenEmbedding  # noqa: E402
-from .models import BertForPreTraining, BertModel, EncoderDecoder  # noqa: E402
+from .models import GPT, BertForPreTraining, BertModel, EncoderDecoder, GPTOutput  # noqa: E402
 from .positional import (  # noqa: E402
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -25,6 +25,7 @@ from .tokenizers import BPETokenizer, CharTokenizer, WordPieceTokenizer, WordTok
 __all__ = [
     "__version__",
     "functional",
+    "generation",
     "heads",
     "interop",
     "objectives",
@@ -34,6 +35,11 @@ __all__ = [
     "masks",
     "positional",
     "MultiHeadAttention",
+    "KVCache",
+    "LayerKVCache",
+    "GPT",
+    "GPTConfig",
+    "GPTOutput",
     "EncoderBlock",
     "DecoderBlock",
     "Encoder",

@@ -220,6 +220,8 @@ def cmd_tour(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.task == "gpt":
+        return _cmd_train_gpt(args)
     folder = Path(args.out) if args.out is not None else _runs_dir(None)
     args.out = folder
     start = time.perf_counter()
@@ -255,7 +257,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _cmd_train_gpt(args: argparse.Namespace) -> int:
+    from .training.lm import run_gpt_command
+
+    if args.resume is not None:
+        raise CLIError("--resume is not supported for gpt yet; start a new run with --out")
+    try:
+        return run_gpt_command(args)
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .training.lm import add_gpt_arguments
+
     parser = _Parser(prog="tfs", description="transformer_from_scratch: verify, tour and train.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -267,9 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_tour)
 
-    p = sub.add_parser("train", help="train an encoder–decoder on a synthetic task (copy, reverse, sort)")
-    p.add_argument("task", choices=TASKS, help="which task to learn")
-    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 600)")
+    p = sub.add_parser(
+        "train", help="train a model: encoder–decoder on copy / reverse / sort, or a GPT language model (gpt)"
+    )
+    p.add_argument("task", choices=(*TASKS, "gpt"), help="what to learn")
+    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 600; gpt 1000)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
     p.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (default 1e-4)")
     p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 100)")
@@ -281,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for checkpoints and history.jsonl (default runs/<time>)")
     p.add_argument("--resume", default=None, help="continue from a checkpoint folder (or an --out folder)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_gpt_arguments(p)  # --tokenizer, --n-layers, --d-model, --context, --data, ... (used by `train gpt`)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("verify", help="verify every module against the NumPy float64 reference")

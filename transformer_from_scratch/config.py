@@ -278,3 +278,161 @@ class BertConfig:
         30,522-token uncased WordPiece vocabulary — "Total Parameters=110M"."""
         base = cls(vocab_size=30_522, d_model=768, n_heads=12, n_layers=12, d_ff=3072, max_len=512, type_vocab_size=2)
         return dataclasses.replace(base, **overrides)
+
+
+# ---- GPT (decoder-only) ------------------------------------------------------------------------------------
+
+__all__ += ["GPTConfig", "GPT_POSITIONALS", "NORMS", "ROPE_CONVENTIONS"]
+
+GPT_POSITIONALS = ("learned", "rope")  # a learned table added to the embeddings (GPT-2), or RoPE (Llama)
+NORMS = ("layer", "rms")  # see blocks.make_norm
+ROPE_CONVENTIONS = ("half", "interleaved")  # see functional.apply_rope
+
+
+def _check_positive_float(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a positive float, got {type(value).__name__} {value!r}")
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    r"""A decoder-only language model: GPT-2 (Radford et al. 2019) and, from the same parts, a Llama-style model.
+
+    Sizes: ``vocab_size`` (V), ``d_model`` (D), ``n_heads`` (H, D divisible by H), ``n_layers`` (L), ``d_ff``
+    (F; GPT-2 uses 4·D, Llama ≈ 8/3·D for its three SwiGLU matrices) and ``max_len`` (the context: rows of the
+    learned position table, or the longest sequence a RoPE model is meant for).
+
+    GPT-2 (the defaults): token + learned positions, pre-LN blocks with a final LayerNorm (ε = 1e-5), tanh GELU
+    (``"gelu_tanh"``, GPT-2's ``gelu_new``), biases everywhere, the LM head tied to the token embedding. Dropout
+    sites as in GPT-2: ``embedding_dropout`` (``embd_pdrop``) on the sum of token and position embeddings,
+    ``attention_dropout`` (``attn_pdrop``) on the attention weights, ``dropout`` (``resid_pdrop``) on each
+    sub-layer output before the residual addition. All three are 0.1 in GPT-2.
+
+    Modern options: ``positional="rope"`` (no position table; queries and keys rotated, ``rope_theta``,
+    ``rope_convention`` ``"half"`` as Llama / GPT-NeoX or ``"interleaved"`` as RoFormer / GPT-J), ``norm="rms"``,
+    ``activation="swiglu"``, ``bias=False``, ``tie_head=False`` — all together: :meth:`llama_tiny`.
+
+    ``pad_id``, when set, lets the model derive the padding mask from the token ids when none is given.
+    ``initializer_range``: weights start as N(0, 0.02²); the projections that write into the residual stream
+    (attention ``out_proj`` and feed-forward ``w2``) as N(0, 0.02² / (2·L)), GPT-2's scaled initialisation.
+    ``fused`` dispatches attention to ``F.scaled_dot_product_attention`` (off: the hand-written path runs).
+    """
+
+    vocab_size: int
+    d_model: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    d_ff: int = 3072
+    max_len: int = 1024
+    dropout: float = 0.1
+    embedding_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation: str = "gelu_tanh"
+    norm: str = "layer"
+    layer_norm_eps: float = 1e-5
+    positional: str = "learned"
+    rope_theta: float = 10000.0
+    rope_convention: str = "half"
+    bias: bool = True
+    tie_head: bool = True
+    initializer_range: float = 0.02
+    pad_id: int | None = None
+    fused: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_len"):
+            _check_int(name, getattr(self, name), 1)
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                f"choose d_model as a multiple of n_heads (e.g. {self.n_heads * max(1, self.d_model // self.n_heads)})"
+            )
+        for name in ("dropout", "embedding_dropout", "attention_dropout"):
+            _check_probability(name, getattr(self, name))
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.positional not in GPT_POSITIONALS:
+            raise ValueError(f"positional must be one of {GPT_POSITIONALS}, got {self.positional!r}")
+        if self.rope_convention not in ROPE_CONVENTIONS:
+            raise ValueError(f"rope_convention must be one of {ROPE_CONVENTIONS}, got {self.rope_convention!r}")
+        if self.positional == "rope" and self.d_head % 2 != 0:
+            raise ValueError(
+                f"rotary embeddings rotate pairs of dimensions, so the head width d_model / n_heads must be even, "
+                f"got {self.d_model} / {self.n_heads} = {self.d_head}"
+            )
+        _check_positive_float("layer_norm_eps", self.layer_norm_eps)
+        _check_positive_float("initializer_range", self.initializer_range)
+        _check_positive_float("rope_theta", self.rope_theta)
+        if not self.rope_theta > 1:
+            raise ValueError(f"rope_theta must be > 1 (the base of the rotary frequencies), got {self.rope_theta}")
+        for name in ("bias", "tie_head", "fused"):
+            _check_bool(name, getattr(self, name))
+        if self.pad_id is not None:
+            _check_int("pad_id", self.pad_id, 0)
+            if self.pad_id >= self.vocab_size:
+                raise ValueError(f"pad_id={self.pad_id} is outside the vocabulary: it must be < {self.vocab_size}")
+
+    @property
+    def d_head(self) -> int:
+        """Width of one head, Dh = D / H (64 in GPT-2 small)."""
+        return self.d_model // self.n_heads
+
+    # ---- presets -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def tiny(cls, **overrides) -> GPTConfig:
+        """A GPT-2-shaped model for tests and demos: V=64, D=32, H=4, 2 layers, F=128, 64 positions, no dropout."""
+        base = cls(
+            vocab_size=64,
+            d_model=32,
+            n_heads=4,
+            n_layers=2,
+            d_ff=128,
+            max_len=64,
+            dropout=0.0,
+            embedding_dropout=0.0,
+            attention_dropout=0.0,
+        )
+        return dataclasses.replace(base, **overrides)
+
+    @classmethod
+    def small(cls, **overrides) -> GPTConfig:
+        """A laptop-sized GPT-2 for language-model training on a CPU: V=1000, D=128, H=4, 4 layers, F=512,
+        256 positions, dropout 0.1 — pass ``vocab_size=tokenizer.vocab_size`` for your tokenizer."""
+        base = cls(vocab_size=1000, d_model=128, n_heads=4, n_layers=4, d_ff=512, max_len=256)
+        return dataclasses.replace(base, **overrides)
+
+    @classmethod
+    def gpt2_small(cls, **overrides) -> GPTConfig:
+        """GPT-2 small (Radford et al. 2019, Table 2: 12 layers, d_model 768): 50,257 byte-level BPE tokens, a
+        1024-token context, 12 heads, F = 3072 — 124,439,808 parameters with the tied LM head ("117M" in the
+        paper, which counted differently)."""
+        base = cls(vocab_size=50_257, d_model=768, n_heads=12, n_layers=12, d_ff=3072, max_len=1024)
+        return dataclasses.replace(base, **overrides)
+
+    @classmethod
+    def llama_tiny(cls, **overrides) -> GPTConfig:
+        """A tiny Llama-style decoder (Touvron et al. 2023): RoPE (rotate-half), RMSNorm (ε = 1e-6), SwiGLU,
+        bias-free projections, untied head, no dropout — V=64, D=32, H=4, 2 layers, F=88 (≈ 8/3·D)."""
+        base = cls(
+            vocab_size=64,
+            d_model=32,
+            n_heads=4,
+            n_layers=2,
+            d_ff=88,
+            max_len=64,
+            dropout=0.0,
+            embedding_dropout=0.0,
+            attention_dropout=0.0,
+            activation="swiglu",
+            norm="rms",
+            layer_norm_eps=1e-6,
+            positional="rope",
+            bias=False,
+            tie_head=False,
+        )
+        return dataclasses.replace(base, **overrides)

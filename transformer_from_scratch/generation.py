@@ -15,7 +15,8 @@ memory. N is a local symbol of this module (hypotheses); t is the current hypoth
 of the shape legend is the package's (B batch, S source length, D model width, V vocabulary).
 
 All prompts of a batch share the same length t0 (``prefix`` is (B, t0), e.g. a column of BOS ids).
-Decode prompts of different lengths one at a time.
+For a decoder-only model, prompts of different lengths are left-padded to one length (:func:`left_pad`) and
+their padding mask is given to :func:`causal_lm_logits_fn`; otherwise decode them one at a time.
 
 Sampling order (per step): temperature → top-k → top-p (nucleus) → softmax → draw. This is also the order
 in which Hugging Face ``transformers`` applies its default sampling warpers. All randomness comes from the
@@ -38,6 +39,7 @@ __all__ = [
     "LogitsFn",
     "encoder_decoder_logits_fn",
     "causal_lm_logits_fn",
+    "left_pad",
     "apply_temperature",
     "top_k_filter",
     "top_p_filter",
@@ -93,15 +95,117 @@ def encoder_decoder_logits_fn(model: nn.Module, src_ids: Tensor, src_valid: Tens
     return logits_fn
 
 
-def causal_lm_logits_fn(model: Callable[[Tensor], Tensor]) -> LogitsFn:
-    """Wrap a decoder-only language model ``model(ids (N, t)) -> logits (N, t, V)`` (no cache: each step
-    recomputes the whole prefix). ``rows`` is not needed: the prompt is part of ``ids``."""
+def _last_logits(out) -> Tensor:
+    """(N, t, V) logits, or a model output carrying them as ``.logits`` -> the last position's (N, V)."""
+    logits = out.logits if hasattr(out, "logits") else out
+    return logits[:, -1, :]  # (N, t, V) -> (N, V)
 
-    def logits_fn(ids: Tensor, rows: Tensor) -> Tensor:
+
+def causal_lm_logits_fn(
+    model: Callable[..., Tensor], *, valid: Tensor | None = None, use_cache: bool = False
+) -> LogitsFn:
+    """Wrap a decoder-only language model ``model(ids (N, t)) -> logits (N, t, V)`` (or an output with
+    ``.logits``, as :class:`models.gpt.GPT` returns).
+
+    Without options every step recomputes the whole prefix; ``rows`` is not needed (the prompt is part of ids).
+
+    ``valid`` (B, t0) bool marks the real tokens of left-padded prompts (see :func:`left_pad`): hypothesis n
+    then runs with ``valid=cat(valid[rows[n]], True…)`` — generated tokens are always real — and the model
+    must accept ``valid=`` (and count positions from it, as GPT does, so padding does not shift them).
+
+    ``use_cache=True`` decodes incrementally with a KV cache; the model must accept ``valid=``, ``kv_cache=``
+    and ``use_cache=`` and return ``.logits`` and ``.kv_cache`` (GPT does). The adapter remembers the
+    hypotheses of its previous call and their cache. When every new hypothesis is an old one plus one token —
+    greedy and sampling (finished rows dropped), beam search (beams reordered, copied, dropped) — it finds each
+    one's parent by comparing token ids (and batch row), gathers the parents' caches with ``select`` and feeds
+    only the last token. Otherwise (the first call) it runs the whole prefix and starts a new cache. Identical
+    hypotheses have identical caches, so any matching parent is correct.
+
+    Models run under ``torch.no_grad()``. Put the model in ``eval()`` mode first, or dropout stays on.
+    """
+    prompt_valid = valid
+    if prompt_valid is not None and (not isinstance(prompt_valid, Tensor) or prompt_valid.dtype != torch.bool):
+        got = prompt_valid.dtype if isinstance(prompt_valid, Tensor) else type(prompt_valid).__name__
+        raise TypeError(f"valid must be a (B, t0) bool tensor, True at the real tokens of the prompts, got {got}")
+    if prompt_valid is not None and prompt_valid.dim() != 2:
+        raise ValueError(f"valid must have shape (B, t0), got {tuple(prompt_valid.shape)}")
+
+    def hypothesis_valid(ids: Tensor, rows: Tensor) -> Tensor:
+        """(N, t) bool: the prompt's padding mask, then True for every generated token."""
+        if prompt_valid is None:
+            return torch.ones_like(ids, dtype=torch.bool)
+        prompt = prompt_valid[rows].to(ids.device)  # (N, t0)
+        if ids.shape[1] < prompt.shape[1]:
+            raise ValueError(f"hypotheses of length {ids.shape[1]} are shorter than the prompts ({prompt.shape[1]})")
+        generated = torch.ones(ids.shape[0], ids.shape[1] - prompt.shape[1], dtype=torch.bool, device=ids.device)
+        return torch.cat([prompt, generated], dim=1)  # (N, t0) + (N, t - t0) -> (N, t)
+
+    if not use_cache:
+
+        def logits_fn(ids: Tensor, rows: Tensor) -> Tensor:
+            with torch.no_grad():
+                out = model(ids) if prompt_valid is None else model(ids, valid=hypothesis_valid(ids, rows))
+            return _last_logits(out)
+
+        return logits_fn
+
+    state: dict = {"ids": None, "rows": None, "cache": None}  # the previous call's hypotheses and their cache
+
+    def parents(ids: Tensor, rows: Tensor) -> Tensor | None:
+        """For each hypothesis (N, t), the index of the previous hypothesis it extends by one token, or None."""
+        prev_ids, prev_rows = state["ids"], state["rows"]
+        if prev_ids is None or ids.shape[1] != prev_ids.shape[1] + 1:
+            return None
+        same = (ids[:, None, :-1] == prev_ids[None]).all(dim=-1)  # (N, 1, t-1) vs (1, N', t-1) -> (N, N')
+        same &= rows[:, None] == prev_rows[None, :]  # and the same batch element (its prompt's padding)
+        if not bool(same.any(dim=1).all()):
+            return None
+        return same.int().argmax(dim=1)  # (N,): the first matching parent
+
+    def cached_logits_fn(ids: Tensor, rows: Tensor) -> Tensor:
         with torch.no_grad():
-            return model(ids)[:, -1, :]  # (N, t, V) -> (N, V)
+            parent = parents(ids, rows)
+            if parent is None:  # prefill: the whole prefix, a fresh cache
+                out = model(ids, valid=hypothesis_valid(ids, rows), use_cache=True)
+            else:  # one new token per hypothesis, against its parent's cached keys and values
+                cache = state["cache"].select(parent.to(ids.device))
+                new_valid = torch.ones(ids.shape[0], 1, dtype=torch.bool, device=ids.device)
+                out = model(ids[:, -1:], valid=new_valid, kv_cache=cache)
+        state.update(ids=ids, rows=rows, cache=out.kv_cache)
+        return _last_logits(out)
 
-    return logits_fn
+    return cached_logits_fn
+
+
+def left_pad(prompts, pad_id: int, *, device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+    """Prompts of different lengths -> (ids (B, L) long, valid (B, L) bool), padded on the **left**.
+
+    ``prompts`` is a sequence of token-id lists or 1-D integer tensors, each non-empty; L is the longest.
+    Decoder-only models generate at the end of the row, so the padding goes in front: every prompt's last
+    real token sits at column L - 1 and the next token is appended right after it. ``valid`` is True at real
+    tokens; give it to the model (or :func:`causal_lm_logits_fn`) so padding is masked and not counted as
+    positions.
+    """
+    _check_token_id("pad_id", pad_id)
+    if pad_id is None:
+        raise ValueError("pad_id must be a token id (int ≥ 0), got None")
+    rows = []
+    for i, prompt in enumerate(prompts):
+        row = torch.as_tensor(prompt)
+        if row.dim() != 1 or row.numel() == 0:
+            raise ValueError(f"prompt {i} must be a non-empty 1-D sequence of token ids, got shape {tuple(row.shape)}")
+        if row.dtype == torch.bool or row.is_floating_point() or row.is_complex():
+            raise TypeError(f"prompt {i} must hold integer token ids, got {row.dtype}")
+        rows.append(row.long())
+    if not rows:
+        raise ValueError("prompts must contain at least one prompt")
+    longest = max(len(r) for r in rows)
+    ids = torch.full((len(rows), longest), pad_id, dtype=torch.long, device=device)  # (B, L)
+    valid = torch.zeros(len(rows), longest, dtype=torch.bool, device=device)  # (B, L)
+    for b, row in enumerate(rows):
+        ids[b, longest - len(row) :] = row.to(ids.device)
+        valid[b, longest - len(row) :] = True
+    return ids, valid
 
 
 # -------------------------------------------------------------------------------- logit transformations

@@ -35,8 +35,11 @@ class Encoder(_Stack):
     """N :class:`~blocks.EncoderBlock` s (+ a final Norm when ``final_norm``, default ``norm_first``).
 
     Keyword options are those of :class:`~blocks.EncoderBlock`. ``forward(x (B,S,D), *, allowed=None,
-    positions=None, return_attention=False, return_hidden_states=False)`` -> memory (B,S,D)
+    positions=None, return_attention=False, return_hidden_states=False, kv_cache=None)`` -> memory (B,S,D)
     [, list of N self-attention weights (B,H,S,S)] [, list of N + 1 hidden states (B,S,D)].
+
+    ``kv_cache`` (an ``attention.KVCache`` with one layer cache per block) is how a decoder-only model (this
+    stack with a causal mask) decodes incrementally: block i reads and extends ``kv_cache[i]``.
 
     The hidden states are the stack's input followed by the output of every block (before the final norm, if
     any) — what BERT users probe layer by layer. With both flags the result is (memory, weights, hidden).
@@ -83,15 +86,21 @@ class Encoder(_Stack):
         positions: Tensor | None = None,
         return_attention: bool = False,
         return_hidden_states: bool = False,
+        kv_cache=None,
     ) -> Tensor | tuple[Tensor, list[Tensor]] | tuple[Tensor, list[Tensor], list[Tensor]]:
         weights: list[Tensor] = []
         hidden: list[Tensor] = [x]  # (B,S,D): the input, then one entry per block
-        for layer in self.layers:
+        if kv_cache is not None and len(kv_cache) != len(self.layers):
+            raise ValueError(f"kv_cache has {len(kv_cache)} layer caches, but this stack has {len(self.layers)} blocks")
+        for i, layer in enumerate(self.layers):
+            options = dict(allowed=allowed, positions=positions)
+            if kv_cache is not None:
+                options["kv_cache"] = kv_cache[i]
             if return_attention:
-                x, w = layer(x, allowed=allowed, positions=positions, return_attention=True)
+                x, w = layer(x, **options, return_attention=True)
                 weights.append(w)  # (B,H,S,S)
             else:
-                x = layer(x, allowed=allowed, positions=positions)  # (B,S,D)
+                x = layer(x, **options)  # (B,S,D)
             hidden.append(x)
         if self.final_norm is not None:
             x = self.final_norm(x)

@@ -397,3 +397,67 @@ def _check_mean_pool(g: torch.Generator):
     hidden = _randn(g, 3, 6, 5)
     valid = masks.padding_mask_from_lengths([6, 1, 3], max_len=6)
     return _np(_pooling.mean_pool(hidden, valid)), _ref_bert.mean_pool(_np(hidden), _np(valid))
+
+
+# ---- GPT (models/gpt.py, KV cache in attention.py) -------------------------------------------------------------
+
+from .config import GPTConfig as _GPTConfig  # noqa: E402
+from .models import gpt as _gpt  # noqa: E402
+from .reference import gpt as _ref_gpt  # noqa: E402
+
+_GPT_SHAPE = dict(vocab_size=23, d_model=12, n_heads=3, n_layers=2, d_ff=20, max_len=16)
+
+
+def _gpt_case(g: torch.Generator, config):
+    """A random float64 GPT and a left-padded batch (B=3, T=7), with labels -100 on the padding."""
+    model = _random_params_(_gpt.GPT(config), g)
+    ids = torch.randint(1, config.vocab_size, (3, 7), generator=g)  # (B, T)
+    valid = torch.arange(7)[None, :] >= torch.tensor([[0], [4], [2]])  # (B, T): 0, 4 and 2 pads on the left
+    ids = torch.where(valid, ids, torch.zeros_like(ids))
+    return model, ids, valid
+
+
+def _ref_gpt_logits(model, ids, valid):
+    c = model.config
+    return _ref_gpt.gpt(
+        _np(ids),
+        _numpy_state(model),
+        n_heads=c.n_heads,
+        n_layers=c.n_layers,
+        positional=c.positional,
+        rope_theta=c.rope_theta,
+        rope_convention=c.rope_convention,
+        norm=c.norm,
+        activation=c.activation,
+        eps=c.layer_norm_eps,
+        valid=_np(valid),
+    )
+
+
+def _gpt_check(config):
+    def check(g: torch.Generator):
+        model, ids, valid = _gpt_case(g, config)
+        labels = torch.where(valid, ids, torch.full_like(ids, -100))
+        out = model(ids, valid=valid, labels=labels)
+        logits = _ref_gpt_logits(model, ids, valid)
+        loss = _ref_gpt.causal_lm_loss(logits, _np(labels), _np(valid))
+        return _flat(_np(out.logits), _np(out.loss)), _flat(logits, loss)
+
+    return check
+
+
+register("GPT (GPT-2 layout: learned positions, pre-LN, tanh GELU, tied head), left-padded, logits + loss")(
+    _gpt_check(_GPTConfig.tiny(**_GPT_SHAPE))
+)
+register("GPT Llama-style (RoPE rotate-half, RMSNorm, SwiGLU, no biases, untied head), left-padded")(
+    _gpt_check(_GPTConfig.llama_tiny(**_GPT_SHAPE))
+)
+
+
+@register("GPT decoding with a KV cache in chunks (RoPE interleaved) vs the reference's full forward")
+def _check_gpt_kv_cache(g: torch.Generator):
+    model, ids, valid = _gpt_case(g, _GPTConfig.llama_tiny(**_GPT_SHAPE, rope_convention="interleaved"))
+    cache = model.new_kv_cache()
+    steps = [model(ids[:, a:b], valid=valid[:, a:b], kv_cache=cache).logits for a, b in ((0, 3), (3, 4), (4, 7))]
+    cached = torch.cat(steps, dim=1)  # (B, T, V), computed step by step
+    return _np(cached)[_np(valid)], _ref_gpt_logits(model, ids, valid)[_np(valid)]

@@ -2,8 +2,10 @@
 
 torch_nn.py   nn.TransformerEncoderLayer / nn.TransformerDecoderLayer / nn.Transformer
 hf_bert.py    Hugging Face BertModel / BertForPreTraining state dicts and local checkpoint folders
+hf_gpt2.py    Hugging Face GPT2LMHeadModel (Conv1D weights stored transposed, packed q|k|v)
+hf_llama.py   Hugging Face LlamaForCausalLM (RMSNorm, SwiGLU, rotate-half RoPE)
 """
 
-from . import hf_bert, torch_nn
+from . import hf_bert, hf_gpt2, hf_llama, torch_nn
 
-__all__ = ["hf_bert", "torch_nn"]
+__all__ = ["hf_bert", "hf_gpt2", "hf_llama", "torch_nn"]

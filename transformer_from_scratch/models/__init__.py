@@ -11,3 +11,8 @@ __all__ = ["EncoderDecoder"]
 from .bert import BertEmbeddings, BertForPreTraining, BertModel, BertOutput, BertPreTrainingOutput  # noqa: E402
 
 __all__ += ["BertEmbeddings", "BertModel", "BertForPreTraining", "BertOutput", "BertPreTrainingOutput"]
+
+# gpt.py    GPT — decoder-only LM (GPT-2; Llama-style by configuration), Hugging Face via interop.hf_gpt2 / hf_llama
+from .gpt import GPT, GPTOutput, causal_lm_loss, positions_from_valid  # noqa: E402
+
+__all__ += ["GPT", "GPTOutput", "causal_lm_loss", "positions_from_valid"]

@@ -1,0 +1,213 @@
+"""Oracle: Hugging Face ``GPT2LMHeadModel`` built offline from a small config, weights through interop.hf_gpt2.
+
+GPT-2's Conv1D stores weights (in, out) — the converter transposes them and cuts c_attn into q | k | v. Every
+parameter is randomised first: HF starts biases and LayerNorms at 0 and 1, which would hide a swapped norm or a
+dropped bias, and its N(0, 0.02²) matrices give nearly uniform attention. Float32, eager attention, tolerances
+1e-5. With left padding HF needs ``position_ids = (mask.cumsum(-1) - 1).clamp(min=0)``; our model counts
+positions that way by itself. Padded query rows are not compared (HF fills masked scores with finfo.min, so its
+padded rows are arbitrary numbers).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from transformer_from_scratch.config import GPTConfig
+from transformer_from_scratch.generation import left_pad
+from transformer_from_scratch.interop import hf_gpt2
+from transformer_from_scratch.models import GPT
+
+transformers = pytest.importorskip("transformers")
+
+TOL32 = dict(rtol=1e-5, atol=1e-5)
+V = 99
+HF_CONFIG = dict(
+    vocab_size=V,
+    n_positions=32,
+    n_embd=32,
+    n_layer=2,
+    n_head=4,
+    n_inner=48,  # not 4·D, so a converter that assumed 4·D would fail
+    bos_token_id=1,
+    eos_token_id=2,
+    attn_implementation="eager",
+)
+PROMPTS = [[5, 6, 7, 8, 9, 10, 11, 12], [13, 14, 15], [16, 17, 18, 19, 20]]
+
+
+def randomize_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Every parameter redrawn: 1-D ones (norm gains, biases) perturbed from their 1/0 start, matrices N(0, 0.3²) —
+    larger than HF's 0.02, so attention is far from uniform and the logits are of order 1."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def hf_gpt2_model(seed: int = 0, **overrides):
+    torch.manual_seed(seed)  # HF initialises from the global generator
+    config = transformers.GPT2Config(**{**HF_CONFIG, **overrides})
+    return randomize_(transformers.GPT2LMHeadModel(config), seed).eval()
+
+
+@pytest.fixture(scope="module")
+def hf():
+    return hf_gpt2_model(seed=1)
+
+
+@pytest.fixture(scope="module")
+def ours(hf):
+    return hf_gpt2.from_hf_model(hf)
+
+
+def hf_positions(valid: torch.Tensor) -> torch.Tensor:
+    return (valid.long().cumsum(-1) - 1).clamp(min=0)
+
+
+# ---- Hugging Face -> ours -----------------------------------------------------------------------------------
+
+
+def test_config_is_read_from_hugging_face(ours):
+    c = ours.config
+    assert (c.vocab_size, c.d_model, c.n_heads, c.n_layers, c.d_ff, c.max_len) == (V, 32, 4, 2, 48, 32)
+    assert c.activation == "gelu_tanh" and c.layer_norm_eps == 1e-5 and c.tie_head
+    assert (c.dropout, c.embedding_dropout, c.attention_dropout) == (0.1, 0.1, 0.1)
+
+
+def test_logits_and_loss_equal_hugging_face(hf, ours):
+    ids = torch.randint(0, V, (3, 12), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[0, 3] = labels[2, 7] = -100
+    with torch.no_grad():
+        theirs = hf(ids, labels=labels)
+        mine = ours(ids, labels=labels)
+    torch.testing.assert_close(mine.logits, theirs.logits, **TOL32)
+    torch.testing.assert_close(mine.loss, theirs.loss, **TOL32)
+    assert mine.logits.abs().max() > 1.0  # not a vacuous comparison of near-zero logits
+
+
+def test_left_padded_batch_equals_hugging_face_with_position_ids(hf, ours):
+    ids, valid = left_pad(PROMPTS, pad_id=0)
+    # -100 on the padding and on each row's first real token (nothing real predicts it): see the next test.
+    labels = torch.where(valid, ids, torch.full_like(ids, -100))
+    labels[torch.arange(3), valid.long().argmax(dim=1)] = -100
+    with torch.no_grad():
+        theirs = hf(ids, attention_mask=valid.long(), position_ids=hf_positions(valid), labels=labels)
+        mine = ours(ids, valid=valid, labels=labels)
+    torch.testing.assert_close(mine.logits[valid], theirs.logits[valid], **TOL32)
+    torch.testing.assert_close(mine.loss, theirs.loss, **TOL32)
+    # Hugging Face's default positions ignore padding: without position_ids its padded rows shift.
+    with torch.no_grad():
+        shifted = hf(ids, attention_mask=valid.long()).logits
+    assert not torch.allclose(shifted[1][valid[1]], theirs.logits[1][valid[1]], **TOL32)
+
+
+def test_deviation_predictions_from_padding_are_not_scored(hf, ours):
+    """HF scores the padded position before a row's first real token; our loss ignores that prediction."""
+    ids, valid = left_pad(PROMPTS, pad_id=0)
+    labels = torch.where(valid, ids, torch.full_like(ids, -100))  # the usual labels: -100 on padding only
+    with torch.no_grad():
+        theirs = hf(ids, attention_mask=valid.long(), position_ids=hf_positions(valid), labels=labels).loss
+        mine = ours(ids, valid=valid, labels=labels).loss
+    first_real = labels.clone()
+    first_real[torch.arange(3), valid.long().argmax(dim=1)] = -100
+    with torch.no_grad():
+        theirs_without = hf(ids, attention_mask=valid.long(), position_ids=hf_positions(valid), labels=first_real).loss
+    torch.testing.assert_close(mine, theirs_without, **TOL32)
+    assert abs(mine - theirs) > 1e-4
+
+
+def test_greedy_generation_equals_hugging_face_generate_with_left_padding(hf, ours):
+    ids, valid = left_pad(PROMPTS, pad_id=0)
+    with torch.no_grad():
+        theirs = hf.generate(
+            ids, attention_mask=valid.long(), max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None
+        )
+    mine = ours.generate(ids, valid=valid, max_new_tokens=8)
+    assert mine.tolist() == theirs.tolist()
+
+
+def test_untied_head_and_bare_gpt2model_keys():
+    hf = hf_gpt2_model(seed=2, tie_word_embeddings=False)
+    ours = hf_gpt2.from_hf_model(hf)
+    assert not ours.config.tie_head and ours.lm_head.weight is not ours.token.weight
+    ids = torch.randint(0, V, (2, 7), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, hf(ids).logits, **TOL32)
+    # A bare GPT2Model state dict (no "transformer." prefix, no head) loads into a tied model.
+    bare = {
+        k.removeprefix("transformer."): v
+        for k, v in hf_gpt2_model(seed=3).state_dict().items()
+        if k != "lm_head.weight"
+    }
+    tied = GPT(GPTConfig.tiny(vocab_size=V, d_model=32, n_heads=4, n_layers=2, d_ff=48, max_len=32))
+    assert hf_gpt2.load_hf_gpt2_state_dict(tied, bare) == ([], [])
+    torch.testing.assert_close(tied.token.weight, bare["wte.weight"])
+
+
+# ---- ours -> Hugging Face -----------------------------------------------------------------------------------
+
+
+def test_our_weights_run_in_hugging_face():
+    config = hf_gpt2.config_from_hf(transformers.GPT2Config(**HF_CONFIG).to_dict())
+    ours = GPT(config).eval()
+    randomize_(ours, seed=4)  # biases and norms away from 0/1
+    state = hf_gpt2.to_hf_gpt2_state_dict(ours)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**HF_CONFIG)).eval()
+    hf.load_state_dict(state, strict=True)
+    ids, valid = left_pad(PROMPTS, pad_id=0)
+    with torch.no_grad():
+        theirs = hf(ids, attention_mask=valid.long(), position_ids=hf_positions(valid)).logits
+        torch.testing.assert_close(ours(ids, valid=valid).logits[valid], theirs[valid], **TOL32)
+    # And back: the round trip reproduces every tensor exactly.
+    again = GPT(config)
+    hf_gpt2.load_hf_gpt2_state_dict(again, state)
+    for key, value in ours.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+
+
+def test_config_round_trip():
+    config = GPTConfig.tiny(vocab_size=V, d_ff=100, layer_norm_eps=1e-6, dropout=0.05, pad_id=3, tie_head=False)
+    hf_config = transformers.GPT2Config(**hf_gpt2.config_to_hf(config), bos_token_id=1, eos_token_id=2)
+    assert hf_gpt2.config_from_hf(hf_config.to_dict()) == config
+
+
+def test_from_pretrained_reads_a_saved_folder(tmp_path, hf):
+    hf.save_pretrained(tmp_path, safe_serialization=True)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "gpt2"
+    ours = hf_gpt2.from_pretrained(tmp_path)
+    ids = torch.randint(0, V, (2, 9), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, hf(ids).logits, **TOL32)
+    assert not ours.training
+
+
+# ---- refusals -----------------------------------------------------------------------------------------------
+
+
+def test_refuses_what_it_cannot_convert(hf):
+    state = dict(hf.state_dict())
+    model = GPT(hf_gpt2.config_from_hf(hf.config.to_dict()))
+    untied = dict(state, **{"lm_head.weight": state["lm_head.weight"] + 1.0})
+    with pytest.raises(ValueError, match="not tied"):
+        hf_gpt2.load_hf_gpt2_state_dict(model, untied)
+    missing = {k: v for k, v in state.items() if k != "transformer.h.1.mlp.c_fc.bias"}
+    with pytest.raises(ValueError, match=r"missing keys \(1\).*h\.1\.mlp\.c_fc\.bias"):
+        hf_gpt2.load_hf_gpt2_state_dict(model, missing)
+    extra = dict(state, **{"transformer.h.9.ln_1.weight": torch.ones(32)})
+    with pytest.raises(ValueError, match=r"unexpected keys \(1\)"):
+        hf_gpt2.load_hf_gpt2_state_dict(model, extra)
+    assert hf_gpt2.load_hf_gpt2_state_dict(model, extra, strict=False).unexpected == ["transformer.h.9.ln_1.weight"]
+    with pytest.raises(ValueError, match="gpt2"):
+        hf_gpt2.load_hf_gpt2_state_dict(GPT(GPTConfig.llama_tiny()), state)
+    with pytest.raises(ValueError, match="activation_function"):
+        hf_gpt2.config_from_hf({**hf.config.to_dict(), "activation_function": "relu"})
+    with pytest.raises(ValueError, match="model_type"):
+        hf_gpt2.config_from_hf({**hf.config.to_dict(), "model_type": "bert"})

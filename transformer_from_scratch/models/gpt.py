@@ -1,0 +1,406 @@
+r"""GPT — a decoder-only language model: Radford et al. 2018/2019 (GPT, GPT-2), and Llama-style variants.
+
+    x_0     = Dropout(E_token[ids] + P[positions])                          learned positions (GPT-2)   (B, T, D)
+    x_l     = x_{l-1} + Dropout(SelfAttn(Norm(x_{l-1}), causal))            pre-LN blocks, l = 1 … L
+    x_l     = x_l + Dropout(FFN(Norm(x_l)))
+    logits  = Norm_final(x_L) W_headᵀ,   W_head = E_token when tied                                     (B, T, V)
+    loss    = CE(logits[:, :-1], labels[:, 1:])                             next-token prediction, shift inside
+
+Each position may attend to itself and the positions before it (a causal mask): the logits at position t are
+the model's distribution of token t + 1 given tokens ≤ t, so one forward pass trains all T predictions at once.
+
+The blocks are the package's :class:`~blocks.EncoderBlock` with ``norm_first=True`` inside a
+:class:`~stacks.Encoder` stack (named ``decoder`` here): a decoder-only model has no cross-attention, so its
+block is an "encoder" block run with a causal mask. GPT-2 (Radford et al. 2019, §2.3) moved LayerNorm to the
+input of each sub-block and added one after the last block — the pre-LN arrangement (Xiong et al. 2020).
+
+Llama-style options come from the same parts (``GPTConfig.llama_tiny()``): rotary positions instead of the
+learned table (``positional="rope"``), RMSNorm, SwiGLU, bias-free projections and an untied head.
+
+Padding and positions: pass ``valid`` (B, T) bool (True at real tokens) or Hugging Face's ``attention_mask``
+(1/0); without either, the mask comes from ``config.pad_id`` when set, otherwise every token is real. Padded
+keys are never attended to. Positions count *real* tokens: position = (number of real tokens up to and
+including this one) - 1, clamped at 0 — so a left-padded prompt gets the positions it would have alone
+(GPT-2 itself does not do this; Hugging Face users pass ``position_ids`` by hand). A padded query with no real
+token before it attends to nothing and gets a zero attention output, never NaN; its logits are meaningless
+and the loss must ignore it (``labels`` -100 there).
+
+Incremental decoding: ``model(ids, use_cache=True)`` returns a :class:`~attention.KVCache` in
+``output.kv_cache``; ``model(new_ids, kv_cache=cache)`` then runs only the new tokens against the cached keys
+and values, with positions and padding continued from the cache. The result equals recomputing everything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .. import masks
+from ..attention import KVCache
+from ..config import GPTConfig
+from ..layers import LayerNorm, RMSNorm, TokenEmbedding
+from ..positional import LearnedPositionalEmbedding, RotaryEmbedding
+from ..stacks import Encoder
+
+__all__ = ["GPT", "GPTOutput", "causal_lm_loss", "positions_from_valid"]
+
+
+@dataclass(frozen=True, eq=False)
+class GPTOutput:
+    """What :class:`GPT` returns.
+
+    logits (B, T, V) — scores of the *next* token at every position; loss — mean next-token cross-entropy over
+    the labels that are not -100 (a 0-d tensor) when ``labels`` were given, else None; kv_cache — the cache
+    (extended by this call) when one was passed or ``use_cache=True``, else None; hidden_states — L + 1 tensors
+    (B, T, D) (the embeddings, then every block's output) with ``return_hidden_states=True``; attentions — L
+    tensors (B, H, T, S) with ``return_attention=True``.
+    """
+
+    logits: Tensor
+    loss: Tensor | None = None
+    kv_cache: KVCache | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+def positions_from_valid(valid: Tensor) -> Tensor:
+    """Positions that count only real tokens: (B, S) bool -> (B, S) long, ``(valid.cumsum(-1) - 1).clamp(min=0)``.
+
+    [pad, pad, a, b, c] -> [0, 0, 0, 1, 2]: a left-padded sequence gets the positions it would have alone. The
+    padding before the first real token gets 0 (any value would do: it is never attended to).
+    """
+    return (valid.long().cumsum(dim=-1) - 1).clamp(min=0)
+
+
+def causal_lm_loss(logits: Tensor, labels: Tensor, valid: Tensor | None = None, ignore_index: int = -100) -> Tensor:
+    """Next-token cross-entropy: position t predicts labels[t + 1]. logits (B, T, V), labels (B, T) -> 0-d.
+
+    The shift happens here, so ``labels`` may simply be the input ids (with -100 where nothing should be
+    predicted, e.g. padding). The mean runs over the targets that are not ``ignore_index``.
+
+    ``valid`` (B, T), when given, also drops every prediction made *at* a padded position: with left padding the
+    pad just before a row's first real token would otherwise be scored on predicting that token from nothing.
+    # Deviation from Hugging Face: ``GPT2LMHeadModel`` scores that prediction (from a padded query row); we
+    # ignore it. With labels of -100 on the padding *and* on each row's first real token the two losses agree.
+    """
+    # Imported here: ``training`` imports the models package (seq2seq recipes), which imports this module.
+    from ..training.losses import cross_entropy
+
+    targets = labels[:, 1:]  # (B, T-1): the token after each position
+    if valid is not None:
+        targets = torch.where(valid[:, :-1], targets, torch.full_like(targets, ignore_index))  # padded query: none
+    return cross_entropy(logits[:, :-1], targets, ignore_index=ignore_index)  # (B,T-1,V) vs (B,T-1)
+
+
+def _check_ids(ids, vocab_size: int) -> None:
+    if not isinstance(ids, Tensor):
+        raise TypeError(f"input_ids must be an integer torch.Tensor of shape (B, T), got {type(ids).__name__}")
+    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+        raise TypeError(f"input_ids must be an integer tensor, got {ids.dtype}")
+    if ids.dim() != 2 or ids.shape[1] == 0:
+        raise ValueError(f"input_ids must have shape (B, T) with T ≥ 1, got {tuple(ids.shape)}")
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= vocab_size:
+        bad = high if high >= vocab_size else low
+        raise ValueError(f"token id {bad} is outside the vocabulary of size {vocab_size}")
+
+
+def _check_mask(mask, name: str, shape: tuple[int, ...]) -> None:
+    if not isinstance(mask, Tensor) or tuple(mask.shape) != shape:
+        got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(f"{name} must have the shape of input_ids {shape}, got {got}")
+
+
+class GPT(nn.Module):
+    """A decoder-only Transformer language model (GPT-2 by default; Llama-style by configuration).
+
+    Build it from a config — ``GPT(GPTConfig.tiny())``, ``GPT(GPTConfig.gpt2_small())``,
+    ``GPT(GPTConfig.llama_tiny())`` — or convert a Hugging Face model with :mod:`interop.hf_gpt2` /
+    :mod:`interop.hf_llama`.
+
+    Sub-modules: ``token`` (:class:`~layers.TokenEmbedding`, unscaled), ``position``
+    (:class:`~positional.LearnedPositionalEmbedding`, or None with RoPE), ``rotary``
+    (:class:`~positional.RotaryEmbedding` shared by every block, or None), ``dropout`` (on the embeddings),
+    ``decoder`` (:class:`~stacks.Encoder` of pre-LN blocks with ``decoder.final_norm``) and ``lm_head``
+    (``nn.Linear(D, V, bias=False)``; its weight *is* ``token.weight`` when ``tie_head``).
+
+    forward(input_ids (B, T), *, valid=None, attention_mask=None, positions=None, labels=None, kv_cache=None,
+    use_cache=False, return_attention=False, return_hidden_states=False) -> :class:`GPTOutput`.
+
+    * ``valid`` (B, T) bool / ``attention_mask`` (B, T) 1/0: which of the T tokens are real (see the module
+      docstring). With a cache they describe the new tokens only; the cache remembers the earlier ones.
+    * ``positions`` (T,), (1, T) or (B, T): explicit positions, overriding the ones counted from ``valid``.
+    * ``labels`` (B, T): target ids, shifted inside (position t is scored against labels[t + 1]); -100 = ignore.
+      Predictions made at padded positions are ignored too (see :func:`causal_lm_loss`).
+    * ``kv_cache`` / ``use_cache``: incremental decoding, see :class:`~attention.KVCache`.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        self.config = c = config
+        self.token = TokenEmbedding(c.vocab_size, c.d_model)
+        if c.positional == "learned":
+            self.position = LearnedPositionalEmbedding(c.max_len, c.d_model)
+            self.rotary = None
+        else:
+            self.position = None
+            self.rotary = RotaryEmbedding(c.d_head, max_len=c.max_len, theta=c.rope_theta, convention=c.rope_convention)
+        self.dropout = nn.Dropout(c.embedding_dropout)  # GPT-2's embd_pdrop, on token + position embeddings
+        self.decoder = Encoder(
+            c.n_layers,
+            c.d_model,
+            c.n_heads,
+            c.d_ff,
+            final_norm=True,  # pre-LN: the residual stream is normalised once more after the last block
+            dropout=c.dropout,  # resid_pdrop: on each sub-layer output, before the residual addition
+            attention_dropout=c.attention_dropout,  # attn_pdrop: on the attention weights
+            activation=c.activation,
+            norm_first=True,
+            layer_norm_eps=c.layer_norm_eps,
+            bias=c.bias,
+            norm=c.norm,
+            rotary=self.rotary,
+            fused=c.fused,
+        )
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)  # (B,T,D) -> (B,T,V)
+        if c.tie_head:
+            self.lm_head.weight = self.token.weight  # (V, D): logits = h · Eᵀ (Press & Wolf 2017)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2's initialisation: N(0, 0.02²) for weights and embeddings, 0 for biases, 1/0 for norms, and
+        N(0, 0.02² / (2L)) for the projections that add into the residual stream (attention ``out_proj``, FFN
+        ``w2``) — "we scale the weights of residual layers at initialization by a factor of 1/√N where N is the
+        number of residual layers" (Radford et al. 2019, §2.3), N = 2L. A tied matrix is drawn once."""
+        std = self.config.initializer_range
+        residual_std = std / math.sqrt(2 * self.config.n_layers)
+        with torch.no_grad():
+            for name, p in self.named_parameters():  # a tied matrix is listed once
+                if name.endswith(("self_attn.out_proj.weight", "ff.w2.weight")):
+                    nn.init.normal_(p, std=residual_std)
+                elif p.dim() >= 2:
+                    nn.init.normal_(p, std=std)
+            for module in self.modules():
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    module.bias.zero_()
+                elif isinstance(module, (LayerNorm, RMSNorm)):
+                    module.weight.fill_(1.0)
+                    if isinstance(module, LayerNorm):
+                        module.bias.zero_()
+
+    def new_kv_cache(self) -> KVCache:
+        """An empty cache with one layer cache per block, for ``forward(..., kv_cache=...)``."""
+        return KVCache(self.config.n_layers)
+
+    def num_parameters(self, *, exclude_position: bool = False) -> int:
+        """The number of parameters, a tied matrix counted once (124,439,808 for GPT-2 small)."""
+        total = sum(p.numel() for p in self.parameters())
+        if exclude_position and self.position is not None:
+            total -= self.position.weight.numel()
+        return total
+
+    # ---- inputs -----------------------------------------------------------------------------------------
+
+    def _valid(self, input_ids: Tensor, valid, attention_mask) -> Tensor | None:
+        """The (B, T) real-token mask of the new tokens, or None when every token is real."""
+        shape = tuple(input_ids.shape)
+        if valid is not None and attention_mask is not None:
+            raise ValueError("pass either valid= (bool, True at real tokens) or attention_mask= (1/0), not both")
+        if attention_mask is not None:
+            _check_mask(attention_mask, "attention_mask", shape)
+            return attention_mask.to(input_ids.device) != 0
+        if valid is None:
+            if self.config.pad_id is None:
+                return None
+            return masks.padding_mask_from_ids(input_ids, self.config.pad_id)  # (B, T)
+        if not isinstance(valid, Tensor) or valid.dtype != torch.bool:
+            got = valid.dtype if isinstance(valid, Tensor) else type(valid).__name__
+            raise TypeError(
+                f"valid must be a bool tensor, True at real tokens and False at padding, got {got}; "
+                "for a Hugging Face 0/1 mask use attention_mask="
+            )
+        _check_mask(valid, "valid", shape)
+        return valid.to(input_ids.device)
+
+    def _positions(self, positions, valid_all: Tensor | None, past: int, batch: int, t: int, device) -> Tensor:
+        """Positions of the T new tokens: given, counted from the real tokens, or past … past + T - 1."""
+        if positions is not None:
+            if not isinstance(positions, Tensor) or positions.dtype in (torch.bool,) or positions.is_floating_point():
+                got = positions.dtype if isinstance(positions, Tensor) else type(positions).__name__
+                raise TypeError(f"positions must be an integer tensor, got {got}")
+            if (
+                positions.dim() not in (1, 2)
+                or positions.shape[-1] != t
+                or (positions.dim() == 2 and positions.shape[0] not in (1, batch))
+            ):
+                raise ValueError(
+                    f"positions must have shape (T,), (1, T) or (B, T) with B={batch}, T={t}; "
+                    f"got {tuple(positions.shape)}"
+                )
+            return positions.to(device)
+        if valid_all is None:
+            return torch.arange(past, past + t, device=device)  # (T,)
+        return positions_from_valid(valid_all)[:, past:]  # (B, S) -> (B, T)
+
+    # ---- forward ----------------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        *,
+        valid: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        positions: Tensor | None = None,
+        labels: Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        use_cache: bool = False,
+        return_attention: bool = False,
+        return_hidden_states: bool = False,
+    ) -> GPTOutput:
+        c = self.config
+        _check_ids(input_ids, c.vocab_size)
+        batch, t = input_ids.shape
+        device = input_ids.device
+        if kv_cache is None and use_cache:
+            kv_cache = self.new_kv_cache()
+        if kv_cache is not None:
+            if not isinstance(kv_cache, KVCache) or len(kv_cache) != c.n_layers:
+                raise TypeError(f"kv_cache must be a KVCache with {c.n_layers} layers (model.new_kv_cache())")
+            cached_batch = None if kv_cache.layers[0].k is None else kv_cache.layers[0].k.shape[0]
+            if cached_batch is not None and cached_batch != batch:
+                raise ValueError(
+                    f"kv_cache holds {cached_batch} sequences but input_ids has {batch}; "
+                    "use kv_cache.select(rows) to keep the rows you continue"
+                )
+        past = 0 if kv_cache is None else kv_cache.length
+        s = past + t  # keys: the cached positions, then the new ones
+        if c.positional == "learned" and positions is None and s > c.max_len:
+            raise ValueError(
+                f"sequence length {s} exceeds max_len={c.max_len} (the rows of the learned position table)"
+            )
+
+        new_valid = self._valid(input_ids, valid, attention_mask)  # (B, T) or None
+        past_valid = None if kv_cache is None else kv_cache.valid  # (B, S_past) or None
+        valid_all = None  # (B, S) real-token mask of every key, or None when all are real
+        if new_valid is not None or past_valid is not None:
+            if past_valid is None:
+                past_valid = torch.ones(batch, past, dtype=torch.bool, device=device)
+            if new_valid is None:
+                new_valid = torch.ones(batch, t, dtype=torch.bool, device=device)
+            valid_all = torch.cat([past_valid, new_valid], dim=1)  # (B, S_past) + (B, T) -> (B, S)
+        positions = self._positions(positions, valid_all, past, batch, t, device)  # (T,) or (1|B, T)
+
+        # Query i (at key index past + i) may see keys j ≤ past + i that are real tokens.
+        allowed = masks.causal_mask(t, s, device=device)  # (T, S), bottom-right aligned
+        if valid_all is not None:
+            allowed = masks.combine(allowed, masks.key_padding(valid_all))  # (T,S) & (B,1,1,S) -> (B,1,T,S)
+
+        x = self.token(input_ids)  # (B, T) -> (B, T, D)
+        if self.position is not None:
+            x = self.position(x, positions)  # + P[positions]: (B,T,D) + (T,D) or (1|B,T,D)
+        x = self.dropout(x)
+        out = self.decoder(
+            x,
+            allowed=allowed,
+            positions=positions if self.rotary is not None else None,
+            kv_cache=kv_cache,
+            return_attention=return_attention,
+            return_hidden_states=return_hidden_states,
+        )
+        weights = hidden = None
+        if return_attention and return_hidden_states:
+            h, weights, hidden = out
+        elif return_attention:
+            h, weights = out
+        elif return_hidden_states:
+            h, hidden = out
+        else:
+            h = out  # (B, T, D), after the final norm
+        if kv_cache is not None:
+            kv_cache.valid = valid_all  # None: every cached position is a real token
+        logits = self.lm_head(h)  # (B, T, D) -> (B, T, V)
+        loss = None
+        if labels is not None:
+            if not isinstance(labels, Tensor) or labels.dtype == torch.bool or labels.is_floating_point():
+                got = labels.dtype if isinstance(labels, Tensor) else type(labels).__name__
+                raise TypeError(f"labels must be an integer tensor (torch.long), got {got}")
+            if tuple(labels.shape) != (batch, t):
+                raise ValueError(f"labels must have the shape of input_ids {(batch, t)}, got {tuple(labels.shape)}")
+            loss = causal_lm_loss(logits, labels.to(device), new_valid)
+        return GPTOutput(
+            logits=logits,
+            loss=loss,
+            kv_cache=kv_cache,
+            hidden_states=None if hidden is None else tuple(hidden),
+            attentions=None if weights is None else tuple(weights),
+        )
+
+    # ---- generation -------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Tensor,
+        *,
+        max_new_tokens: int,
+        valid: Tensor | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        beam_size: int | None = None,
+        length_penalty: float = 1.0,
+        eos_id: int | None = None,
+        pad_id: int | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> Tensor:
+        """Continue the prompts ``input_ids`` (B, t0): greedy (default), sampling or beam search.
+
+        Prompts of different lengths go in left-padded (:func:`generation.left_pad`) with ``valid`` (B, t0)
+        True at real tokens (default: from ``config.pad_id`` when set, else all real). Returns (B, t0 + n): the
+        prompts as given, then the generated tokens; rows that stopped at ``eos_id`` are filled with ``pad_id``
+        (default ``eos_id``). ``do_sample`` draws from softmax(filter(logits / temperature)) with top-k / top-p
+        filters and ``generator``; ``beam_size`` runs :func:`generation.beam_search` and returns its best
+        sequences. ``use_cache`` decodes with a KV cache (same tokens, fewer computations). Put the model in
+        ``eval()`` mode first, or dropout stays on.
+        """
+        from .. import generation
+
+        _check_ids(input_ids, self.config.vocab_size)
+        if valid is None and self.config.pad_id is not None:
+            valid = masks.padding_mask_from_ids(input_ids, self.config.pad_id)
+        if valid is None:
+            valid = torch.ones_like(input_ids, dtype=torch.bool)
+        logits_fn = generation.causal_lm_logits_fn(self, valid=valid, use_cache=use_cache)
+        if beam_size is not None:
+            if do_sample:
+                raise ValueError("choose either beam_size= (beam search) or do_sample=True (sampling), not both")
+            result = generation.beam_search(
+                logits_fn,
+                input_ids,
+                beam_size=beam_size,
+                max_new_tokens=max_new_tokens,
+                eos_id=eos_id,
+                length_penalty=length_penalty,
+                pad_id=pad_id,
+            )
+            return result.sequences
+        if do_sample:
+            return generation.sample(
+                logits_fn,
+                input_ids,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                eos_id=eos_id,
+                pad_id=pad_id,
+                generator=generator,
+            )
+        return generation.greedy(logits_fn, input_ids, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id)
