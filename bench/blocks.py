@@ -3,6 +3,7 @@
     python bench/blocks.py              # (B=12, T=64) and (B=32, T=128), d_model=128, 4 heads, d_ff=512
     python bench/blocks.py --quick      # a few seconds: fewer repeats (smoke run)
     python bench/blocks.py --profile    # also print torch.profiler tables (ours vs torch), first shape
+    python bench/blocks.py --threads 1 --repeats 60   # one intra-op thread, more repeats on a busy machine
 
 Candidates, all float32, training mode (dropout active when p > 0), post-LN, ReLU, same weights:
   ours          EncoderBlock, hand-written attention (materialises the (B, H, T, T) weights)
@@ -111,10 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler tables for the first shape")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed runs per candidate (default 30; 5 with --quick)"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats, warmup = (5, 2) if args.quick else (30, 5)
+    if args.repeats:
+        repeats = args.repeats
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, d_model={D_MODEL}, heads={N_HEADS}, "
         f"d_ff={D_FF}, float32, training mode, forward + backward\n"

@@ -363,3 +363,16 @@ def test_forward_errors_fused(gen):
         mha(x_q, x_kv, allowed=torch.ones(3, 5))
     with pytest.raises(ValueError, match=r"allowed of shape \(2, 1, 1, 3\) is not broadcastable .* \(2, 2, 3, 5\)"):
         mha(x_q, x_kv, allowed=torch.ones(2, 1, 1, 3, dtype=torch.bool))  # padding on the query axis
+
+
+def test_packed_projection_falls_back_to_the_modules_when_a_projection_has_a_hook():
+    """The one-matmul q|k|v path must give the same result as the three modules, and never skip a hook."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(12, 3).double()
+    x, memory = torch.randn(2, 5, 12, dtype=torch.float64), torch.randn(2, 7, 12, dtype=torch.float64)
+    packed_self, packed_cross = mha(x), mha(x, memory)
+    calls = []
+    mha.q_proj.register_forward_hook(lambda module, args, out: calls.append(out.shape))
+    torch.testing.assert_close(mha(x), packed_self, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(mha(x, memory), packed_cross, rtol=1e-12, atol=1e-12)
+    assert calls == [torch.Size([2, 5, 12]), torch.Size([2, 5, 12])]  # the hook saw both forward passes
