@@ -273,6 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="tfs", description="transformer_from_scratch: verify, tour and train.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="CPU threads for torch (default 1: the course's models are small, and one thread is as fast as two "
+        "on a 2-core laptop and much faster when other programs share the CPU)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("tour", help="the main job: verification table, a short training run, plots")
@@ -313,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    import torch
+
+    torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except CLIError as e:
