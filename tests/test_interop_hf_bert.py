@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import safetensors.torch as safetensors_torch
 import torch
+import transformers
 
 from transformer_from_scratch import masks
 from transformer_from_scratch.config import BertConfig
 from transformer_from_scratch.interop import hf_bert
 from transformer_from_scratch.models import BertForPreTraining, BertModel
-
-transformers = pytest.importorskip("transformers")
-safetensors_torch = pytest.importorskip("safetensors.torch")
 
 TOL32 = dict(rtol=1e-5, atol=1e-5)
 B, T = 3, 9

@@ -14,13 +14,12 @@ import json
 
 import pytest
 import torch
+import transformers
 
 from transformer_from_scratch.config import GPTConfig
 from transformer_from_scratch.generation import left_pad
 from transformer_from_scratch.interop import hf_gpt2
 from transformer_from_scratch.models import GPT
-
-transformers = pytest.importorskip("transformers")
 
 TOL32 = dict(rtol=1e-5, atol=1e-5)
 V = 99

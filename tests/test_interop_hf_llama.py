@@ -12,13 +12,12 @@ import dataclasses
 
 import pytest
 import torch
+import transformers
 
 from transformer_from_scratch.config import GPTConfig
 from transformer_from_scratch.generation import left_pad
 from transformer_from_scratch.interop import hf_llama
 from transformer_from_scratch.models import GPT
-
-transformers = pytest.importorskip("transformers")
 
 TOL32 = dict(rtol=1e-5, atol=1e-5)
 V = 97

