@@ -78,6 +78,7 @@ def test_train_writes_history_and_checkpoints_and_resumes_the_same_run(tmp_path,
         (["train", "gpt", "--data", "/no/such/file.txt"], "/no/such/file.txt"),
         (["train", "gpt", "--tokenizer", "words", "--steps", "2"], "--tokenizer must be one of"),
         (["train", "gpt", "--resume", "somewhere"], "--resume is not supported for gpt"),
+        (["train", "bert", "--resume", "/no/such/run"], "no checkpoint at /no/such/run"),
     ],
 )
 def test_errors_are_one_line_without_traceback(argv, message, capsys):
@@ -144,3 +145,13 @@ def test_train_gpt_on_a_user_file_prints_loss_perplexity_and_a_sample(tmp_path, 
     assert [h["step"] for h in history] == list(range(1, 31))
     assert {"step", "train_loss", "val_loss", "tokens_per_s"} <= set(history[-1])
     assert history[-1]["val_loss"] < history[0]["train_loss"]  # it learned something about this tiny text
+
+
+def test_train_bert_reports_masked_accuracy_against_the_baseline_and_nsp(tmp_path, capsys):
+    code, stdout, _ = run(["train", "bert", "--steps", "10", "--out", str(tmp_path), "--no-progress"], capsys)
+    assert code == 0
+    assert "held-out masked-token accuracy" in stdout and "unigram-frequency baseline" in stdout
+    assert "held-out NSP accuracy" in stdout
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == list(range(1, 11))
+    assert (tmp_path / "tokenizer.json").exists()

@@ -222,6 +222,8 @@ def cmd_tour(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     if args.task == "gpt":
         return _cmd_train_gpt(args)
+    if args.task == "bert":
+        return _cmd_train_bert(args)
     folder = Path(args.out) if args.out is not None else _runs_dir(None)
     args.out = folder
     start = time.perf_counter()
@@ -257,6 +259,44 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _cmd_train_bert(args: argparse.Namespace) -> int:
+    """``tfs train bert``: MLM + NSP pre-training of a tiny BERT on the embedded corpus, then the held-out report."""
+    from .training.bert_pretraining import pretrain_bert
+
+    folder = Path(args.out) if args.out is not None else _runs_dir(None)
+    if args.resume is not None and not Path(args.resume).exists():
+        raise CLIError(f"--resume: no checkpoint at {args.resume}")
+    try:
+        run = pretrain_bert(
+            steps=args.steps,
+            lr=args.lr,
+            batch_size=args.batch_size or 32,
+            seed=args.seed,
+            out_dir=folder,
+            resume=args.resume,
+            progress=not args.no_progress,
+            checkpoint_every=args.checkpoint_every,
+        )
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    r = run.report
+    with open(folder / "history.jsonl", "w") as f:
+        for record in run.history:
+            f.write(json.dumps(record) + "\n")
+    print(f"BERT: {int(r['parameters']):,} parameters, {int(r['steps'])} steps in {r['train_seconds']:.0f} s")
+    print(
+        f"held-out masked-token accuracy {r['mlm_accuracy']:.3f} "
+        f"(unigram-frequency baseline {r['unigram_baseline_accuracy']:.3f}, "
+        f"{int(r['masked_positions'])} [MASK] positions)"
+    )
+    print(
+        f"held-out NSP accuracy {r['nsp_accuracy']:.3f} ± {r['nsp_accuracy_std']:.3f} "
+        f"(chance 0.500, {int(r['nsp_pairs'])} pairs)"
+    )
+    print(f"checkpoints, tokenizer.json and history.jsonl in {folder}/")
+    return 0
+
+
 def _cmd_train_gpt(args: argparse.Namespace) -> int:
     from .training.lm import run_gpt_command
 
@@ -290,10 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tour)
 
     p = sub.add_parser(
-        "train", help="train a model: encoder–decoder on copy / reverse / sort, or a GPT language model (gpt)"
+        "train",
+        help="train a model: encoder–decoder on copy / reverse / sort, a tiny BERT (bert) or a GPT (gpt)",
     )
-    p.add_argument("task", choices=(*TASKS, "gpt"), help="what to learn")
-    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 600; gpt 1000)")
+    p.add_argument("task", choices=(*TASKS, "bert", "gpt"), help="what to learn")
+    p.add_argument(
+        "--steps", type=_positive_int, default=None, help="optimizer steps (default 600; bert 2000; gpt 1000)"
+    )
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
     p.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (default 1e-4)")
     p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 100)")
