@@ -11,9 +11,9 @@ The pieces, each small enough to read in one go:
     make_bert_trainer(data, ...)  a fresh BertForPreTraining in a Trainer, ready to fit (pausable)
     pretrain_bert(...)            the whole run -> :class:`BertRun` (model, tokenizer, history, report)
 
-``pretrain_bert`` is what ``tfs train bert`` calls (chapter 06 is not written yet). By default it trains on the embedded Python
-documentation corpus (``datasets.corpus``): the "train" split for training, the "validation" and "test" splits —
-documents never seen in training — for every reported number.
+``pretrain_bert`` is what ``tfs train bert`` calls (chapter 06 is not written yet). By default it trains on
+the embedded Python documentation corpus (``datasets.corpus``): the "train" split for training, the
+"validation" and "test" splits — documents never seen in training — for every reported number.
 
 What the report measures
 ------------------------
