@@ -262,6 +262,112 @@ def test_sdpa_gradcheck_with_mask_bias_and_a_fully_masked_row(gen):
     assert (q.grad[1, :, 2] == 0).all()
 
 
+# ---- the one-node path (_Attention) against the composed operations ---------------------------------------
+# Without return_weights, scaled_dot_product_attention runs _Attention, whose backward is written out; with
+# return_weights=True it composes matmul, masked_softmax and matmul, and autograd differentiates those. The two
+# must agree in value and in every gradient, whatever the mask looks like.
+
+
+def _allowed_for(kind: str, gen, b: int, h: int, t: int, s: int):
+    if kind == "none":
+        return None
+    if kind == "causal (T, S)":  # shared by every (batch, head): enters torch.baddbmm as a 0/-inf matrix
+        return masks.causal_mask(t, s)
+    if kind == "key padding (B, 1, 1, S)":
+        allowed = torch.ones(b, 1, 1, s, dtype=torch.bool)
+        allowed[0, ..., s - 2 :] = False
+        return allowed
+    allowed = torch.rand(b, h, t, s, generator=gen) < 0.6  # "random (B, H, T, S)", with a fully masked row
+    allowed[1, 0, 2] = False
+    return allowed
+
+
+def _both_paths(q, k, v, allowed, bias, dropout_p=0.0, seed=None):
+    """(output, grads) of the one-node path and of the composed path, with the same upstream gradient."""
+    results = []
+    for return_weights in (False, True):
+        leaves = [x.detach().clone().requires_grad_() for x in (q, k, v, bias) if x is not None]
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        out = tf.scaled_dot_product_attention(
+            *leaves[:3],
+            allowed=allowed,
+            bias=leaves[3] if bias is not None else None,
+            dropout_p=dropout_p,
+            generator=generator,
+            return_weights=return_weights,
+        )
+        out = out[0] if return_weights else out
+        upstream = torch.linspace(-1.0, 1.0, out.numel(), dtype=out.dtype).reshape(out.shape)
+        grads = torch.autograd.grad(out, leaves, upstream)
+        results.append((out.detach(), grads))
+    return results
+
+
+@pytest.mark.parametrize("kind", ["none", "causal (T, S)", "key padding (B, 1, 1, S)", "random (B, H, T, S)"])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_one_node_attention_equals_the_composed_operations_float64(gen, kind, with_bias):
+    b, h, t, s = 2, 3, 4, 6
+    q, k, v = randn(gen, b, h, t, 5), randn(gen, b, h, s, 5), randn(gen, b, h, s, 7)
+    bias = randn(gen, h, t, s) if with_bias else None  # learned per head, as T5's relative bias: needs a gradient
+    (out, grads), (out_ref, grads_ref) = _both_paths(q, k, v, _allowed_for(kind, gen, b, h, t, s), bias)
+    assert_close(out, out_ref, **F64)
+    assert len(grads) == len(grads_ref) == (4 if with_bias else 3)
+    for g, g_ref in zip(grads, grads_ref):
+        assert_close(g, g_ref, **F64)
+    assert out.abs().max() > 0.1 and all(g.abs().max() > 1e-3 for g in grads)  # not trivially zero
+
+
+def test_one_node_attention_float32_matches_the_reference(gen):
+    q, k, v = randn(gen, 2, 4, 9, 8, dtype=torch.float32), randn(gen, 2, 4, 9, 8, dtype=torch.float32), randn(
+        gen, 2, 4, 9, 8, dtype=torch.float32
+    )
+    allowed = masks.causal_mask(9, 9)
+    out = tf.scaled_dot_product_attention(q, k, v, allowed=allowed)
+    assert out.dtype == torch.float32
+    assert_close(out.double(), reference_sdpa(q, k, v, allowed)[0], **F32)
+
+
+def test_one_node_attention_with_dropout_draws_the_same_mask_as_the_composed_path(gen):
+    b, h, t, s = 2, 2, 5, 5
+    q, k, v = randn(gen, b, h, t, 4), randn(gen, b, h, s, 4), randn(gen, b, h, s, 4)
+    (out, grads), (out_ref, grads_ref) = _both_paths(q, k, v, masks.causal_mask(t, s), None, dropout_p=0.3, seed=3)
+    assert_close(out, out_ref, **F64)
+    for g, g_ref in zip(grads, grads_ref):
+        assert_close(g, g_ref, **F64)
+    (no_drop, _), _ = _both_paths(q, k, v, masks.causal_mask(t, s), None)
+    assert not torch.allclose(out, no_drop)  # the dropout did act
+
+
+def test_one_node_attention_gradcheck_with_mask_bias_and_a_fully_masked_row(gen):
+    q = randn(gen, 2, 2, 3, 4).requires_grad_()
+    k = randn(gen, 2, 2, 5, 4).requires_grad_()
+    v = randn(gen, 2, 2, 5, 3).requires_grad_()
+    bias = randn(gen, 1, 2, 3, 5).requires_grad_()
+    allowed = torch.rand(2, 1, 3, 5, generator=gen) < 0.6
+    allowed[1, 0, 2] = False
+
+    def f(q, k, v, bias):
+        return tf.scaled_dot_product_attention(q, k, v, allowed=allowed, bias=bias)  # the one-node path
+
+    assert torch.autograd.gradcheck(f, (q, k, v, bias))
+    f(q, k, v, bias).sum().backward()
+    assert not any(torch.isnan(t.grad).any() for t in (q, k, v, bias))
+    assert (q.grad[1, :, 2] == 0).all()
+
+
+def test_one_node_attention_under_bf16_autocast_trains_like_float32(gen):
+    q, k, v = (randn(gen, 2, 2, 6, 8, dtype=torch.float32).requires_grad_() for _ in range(3))
+    allowed = masks.causal_mask(6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = tf.scaled_dot_product_attention(q, k, v, allowed=allowed)
+    assert out.dtype == torch.bfloat16
+    grads = torch.autograd.grad(out.float().sum(), (q, k, v))  # the backward runs outside autocast
+    expected = torch.autograd.grad(tf.scaled_dot_product_attention(q, k, v, allowed=allowed).sum(), (q, k, v))
+    for g, g32 in zip(grads, expected):
+        assert g.dtype == torch.float32
+        assert_close(g, g32, rtol=0.05, atol=0.05)  # bf16 keeps 8 bits of mantissa: ~0.4% per rounding
+
+
 # ---- dropout -------------------------------------------------------------------------------------------
 
 

@@ -46,31 +46,41 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 _LOG2_E = math.log2(math.e)
 
 
+def _softmax_last_dim(x: Tensor, *, inplace: bool) -> Tensor:
+    """Softmax over the last dimension; -inf entries get weight 0. ``inplace=True`` overwrites ``x`` (a tensor the
+    caller owns and no longer needs); otherwise one new tensor is allocated and the rest works in place on it.
+
+    The row maximum m is subtracted first. A row that is all -inf (nothing allowed) has m = -inf; raising m to the
+    most negative finite number keeps x - m = -inf there (weight 0) instead of -inf + inf = NaN, and the
+    denominator of such a row, 0, is raised to 1, so the row comes out all zeros.
+    """
+    m = x.amax(dim=-1, keepdim=True).clamp_min_(torch.finfo(x.dtype).min)  # (…, 1)
+    x = x.sub_(m) if inplace else x - m
+    if x.dtype in (torch.float32, torch.float64):
+        x.mul_(_LOG2_E).exp2_()  # exp(x - m) = 2^((x - m) · log₂ e); exp2(-inf) = 0 for disallowed entries
+    else:
+        x.exp_()  # half precision: rounding (x - m) · log₂ e would cost more than a rounding of exp
+    denom = x.sum(dim=-1, keepdim=True)  # ≥ 1 where anything is allowed (the maximum contributes e⁰ = 1)
+    return x.div_(denom.clamp_min_(1.0))  # 0 / 1 = 0 on rows where nothing is allowed
+
+
 class _MaskedSoftmax(torch.autograd.Function):
     r"""Softmax over the last dimension with an optional ``allowed`` mask and a hand-written backward.
 
     Forward: y = exp(x - m) / Σ exp(x - m), entries not allowed set to exactly 0.
     Backward (the softmax Jacobian–vector product): ∂L/∂x_i = y_i · (g_i - Σ_j g_j y_j), with g = ∂L/∂y.
     Only y is kept for the backward pass — one (…, T, S) tensor instead of the several that autograd
-    would keep for the composed operations, which is what makes the hand-written attention fast.
+    would keep for the composed operations.
     In float32 and float64, e^z is evaluated as 2^(z · log₂ e) — the same number up to one rounding of the
     product — because PyTorch's exp2 kernel is about three times faster than its exp on CPU.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, allowed: Tensor | None) -> Tensor:
-        if allowed is not None:
-            x = x.masked_fill(~allowed, float("-inf"))
-        # The row maximum m. A row with nothing allowed has m = -inf; raising it to the most negative finite
-        # number keeps x - m = -inf there (weight 0) instead of -inf + inf = NaN.
-        m = x.amax(dim=-1, keepdim=True).clamp_min_(torch.finfo(x.dtype).min)
-        y = x - m  # new tensor; the operations below work in place on it
-        if y.dtype in (torch.float32, torch.float64):
-            y.mul_(_LOG2_E).exp2_()  # exp(x - m) = 2^((x - m) · log₂ e); exp2(-inf) = 0 for disallowed entries
-        else:
-            y.exp_()  # half precision: rounding (x - m) · log₂ e would cost more than a rounding of exp
-        denom = y.sum(dim=-1, keepdim=True)  # ≥ 1 where anything is allowed (the maximum contributes e⁰ = 1)
-        y.div_(denom.clamp_min_(1.0))  # 0 / 1 = 0 on rows where nothing is allowed
+        if allowed is None:
+            y = _softmax_last_dim(x, inplace=False)
+        else:  # masked_fill makes a new tensor, which the softmax may then overwrite
+            y = _softmax_last_dim(x.masked_fill(~allowed, float("-inf")), inplace=True)
         ctx.save_for_backward(y)
         return y
 
@@ -145,6 +155,98 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
         raise TypeError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
 
 
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast runs matrix products in on ``device_type``, or None where autocast is off."""
+    try:
+        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+    except (TypeError, AttributeError):  # torch < 2.4: one pair of functions per kind of device
+        if device_type == "cpu":
+            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+        if device_type == "cuda":
+            return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+        return None
+
+
+class _Attention(torch.autograd.Function):
+    r"""softmax(c · Q Kᵀ + bias, allowed) V as one autograd node, with the backward pass written out.
+
+    Per leading index (matrices Q (T, Dh), K (S, Dh), V (S, Dv)), with c = 1/√Dh, M the dropout mask scaled by
+    1/(1 - p) (all ones without dropout) and ⊙ the elementwise product:
+
+        S = c · Q Kᵀ + bias (disallowed entries -inf),   P = softmax(S) row by row,   O = (P ⊙ M) V
+
+    Backward, given G = ∂L/∂O (T, Dv):
+
+        ∂L/∂V = (P ⊙ M)ᵀ G          ∂L/∂P = (G Vᵀ) ⊙ M
+        ∂L/∂S = P ⊙ (∂L/∂P - δ),    δ_i = Σ_j P_ij ∂L/∂P_ij = Σ_d G_id O_id     (the softmax JVP, row by row)
+        ∂L/∂Q = c · ∂L/∂S K         ∂L/∂K = c · (∂L/∂S)ᵀ Q          ∂L/∂bias = ∂L/∂S summed over broadcast axes
+
+    δ needs no (T, S) product: Σ_j P_ij M_ij (G Vᵀ)_ij = Σ_d G_id ((P ⊙ M) V)_id = Σ_d G_id O_id (the identity
+    FlashAttention's backward uses, Dao et al. 2022, Alg. 4). Kept for the backward: Q, K, V, O, P and the
+    dropout mask — the composed operations would also keep the scores and the dropped weights. The scale c and a
+    mask that is the same for every (batch, head) enter the score product itself (``torch.baddbmm``: c · Q Kᵀ
+    plus a 0/-inf matrix in one pass); other masks and biases are applied in place on the scores.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, allowed, bias, dropout_p: float, generator):
+        autocast_dtype = _autocast_dtype(q.device.type)
+        if autocast_dtype is not None and q.dtype != torch.float64:
+            # Under autocast the products below would run in the lower precision anyway; casting first makes the
+            # tensors kept for the backward pass (which runs outside autocast) agree with it in dtype.
+            q, k, v = q.to(autocast_dtype), k.to(autocast_dtype), v.to(autocast_dtype)
+        *lead, t, d_head = q.shape
+        s, scale = k.shape[-2], 1.0 / math.sqrt(d_head)
+        q3, k3, v3 = q.reshape(-1, t, d_head), k.reshape(-1, s, d_head), v.reshape(-1, s, v.shape[-1])
+        shared = allowed is not None and all(n == 1 for n in allowed.shape[:-2])  # one (T, S) mask for all
+        if shared:
+            additive = torch.zeros(allowed.shape[-2:], dtype=q.dtype, device=q.device)  # (T, S) or (1, S), …
+            additive.masked_fill_(~allowed.reshape(allowed.shape[-2:]), float("-inf"))  # 0 allowed, -inf not
+            scores = torch.baddbmm(additive, q3, k3.transpose(1, 2), alpha=scale)  # (N,T,Dh)·(N,Dh,S) -> (N,T,S)
+        else:
+            scores = torch.bmm(q3, k3.transpose(1, 2)).mul_(scale)  # (N,T,Dh)·(N,Dh,S) -> (N,T,S)
+        scores4 = scores.view(*lead, t, s)  # the same memory with the leading axes back: (…, T, S)
+        if bias is not None:
+            scores4.add_(bias.to(scores.dtype))
+        if allowed is not None and not shared:
+            scores4.masked_fill_(~allowed, float("-inf"))
+        weights = _softmax_last_dim(scores, inplace=True)  # P (N, T, S), overwriting the scores
+        keep = None
+        dropped = weights
+        if dropout_p > 0.0:  # the same draw as the composed path: one uniform per weight, from `generator`
+            keep = (torch.rand(scores4.shape, generator=generator, device=q.device) >= dropout_p).view(weights.shape)
+            dropped = weights * keep / (1.0 - dropout_p)  # P ⊙ M
+        out = torch.bmm(dropped, v3)  # (N,T,S)·(N,S,Dv) -> (N,T,Dv)
+        ctx.scale, ctx.dropout_p = scale, dropout_p
+        ctx.shapes = (q.shape, k.shape, v.shape, None if bias is None else (bias.shape, bias.dtype))
+        ctx.save_for_backward(q3, k3, v3, weights, out, keep)
+        return out.view(*lead, t, v.shape[-1])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor):
+        q3, k3, v3, weights, out, keep = ctx.saved_tensors
+        q_shape, k_shape, v_shape, bias_shape = ctx.shapes
+        g3 = g.reshape(out.shape)  # G (N, T, Dv)
+        grad_p = torch.bmm(g3, v3.transpose(1, 2))  # G Vᵀ: (N,T,Dv)·(N,Dv,S) -> (N,T,S)
+        if keep is None:
+            grad_v = torch.bmm(weights.transpose(1, 2), g3)  # Pᵀ G: (N,S,T)·(N,T,Dv) -> (N,S,Dv)
+        else:
+            scaled_keep = keep.to(weights.dtype).div_(1.0 - ctx.dropout_p)  # M (N, T, S), in the weights' dtype
+            grad_v = torch.bmm((weights * scaled_keep).transpose(1, 2), g3)  # (P ⊙ M)ᵀ G
+            grad_p.mul_(scaled_keep)  # ∂L/∂P = (G Vᵀ) ⊙ M
+        delta = (g3 * out).sum(dim=-1, keepdim=True)  # δ (N, T, 1)
+        grad_s = grad_p.sub_(delta).mul_(weights)  # ∂L/∂S = P ⊙ (∂L/∂P - δ), over G Vᵀ's memory
+        needs_q, needs_k, needs_v, _, needs_bias = ctx.needs_input_grad[:5]
+        grad_q = torch.bmm(grad_s, k3).mul_(ctx.scale).view(q_shape) if needs_q else None  # (N,T,S)·(N,S,Dh)
+        grad_k = torch.bmm(grad_s.transpose(1, 2), q3).mul_(ctx.scale).view(k_shape) if needs_k else None
+        grad_bias = None
+        if needs_bias:
+            shape, dtype = bias_shape  # (…,T,S) summed to the bias's own shape, in its own dtype
+            grad_bias = grad_s.view(*q_shape[:-1], k_shape[-2]).sum_to_size(shape).to(dtype)
+        return grad_q, grad_k, grad_v.view(v_shape) if needs_v else None, None, grad_bias, None, None
+
+
 def scaled_dot_product_attention(
     q: Tensor,
     k: Tensor,
@@ -167,22 +269,36 @@ def scaled_dot_product_attention(
     relative positions, ALiBi); -inf entries act like disallowed ones. ``dropout_p`` drops attention
     weights (inverted dropout, scaled by 1/(1-p)) using ``generator`` when given. The returned weights
     are the ones before dropout.
+
+    Two routes to the same numbers (a test holds them to float64 rounding, gradients included): without
+    ``return_weights`` and with q, k, v sharing their leading dimensions, one autograd node whose backward pass
+    is written out (:class:`_Attention`) — the fast path, about as fast as PyTorch's fused kernel at short
+    lengths on CPU; otherwise the composed operations matmul → :func:`masked_softmax` → matmul, through which
+    autograd can also differentiate the returned weights.
     """
     _check_qkv(q, k, v)
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
-    d_k = q.shape[-1]
-    # Scaling q by 1/√d_k before the product is the same as scaling the (larger) scores after it.
-    scores = torch.matmul(q / math.sqrt(d_k), k.transpose(-2, -1))  # (…,T,Dh)·(…,Dh,S) -> (…,T,S)
-    check_allowed(allowed, tuple(scores.shape))
+    lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    scores_shape = (*lead, q.shape[-2], k.shape[-2])  # (…, T, S)
+    check_allowed(allowed, scores_shape)
     if bias is not None:
         if not isinstance(bias, Tensor) or not bias.is_floating_point():
             raise TypeError(f"bias must be a floating-point tensor, got {getattr(bias, 'dtype', type(bias))}")
         try:
-            if tuple(torch.broadcast_shapes(bias.shape, scores.shape)) != tuple(scores.shape):
+            if tuple(torch.broadcast_shapes(bias.shape, scores_shape)) != scores_shape:
                 raise RuntimeError
         except RuntimeError:
-            raise _broadcast_error("bias", tuple(bias.shape), tuple(scores.shape)) from None
+            raise _broadcast_error("bias", tuple(bias.shape), scores_shape) from None
+    if not return_weights and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]:
+        # The usual case: one autograd node with the backward written out (see _Attention) — same numbers.
+        return _Attention.apply(q, k, v, allowed, bias, dropout_p, generator)
+    # The weights are wanted (or q, k, v broadcast against each other): the same mathematics as composed
+    # operations, so that autograd can also differentiate through the returned weights.
+    d_k = q.shape[-1]
+    # Scaling q by 1/√d_k before the product is the same as scaling the (larger) scores after it.
+    scores = torch.matmul(q / math.sqrt(d_k), k.transpose(-2, -1))  # (…,T,Dh)·(…,Dh,S) -> (…,T,S)
+    if bias is not None:
         scores = scores + bias.to(scores.dtype)  # a float32 bias joins bf16/fp16 scores in their dtype
     weights = masked_softmax(scores, allowed)  # (…,T,S), rows sum to 1 (or 0 where nothing is allowed)
     dropped = weights
@@ -348,7 +464,8 @@ class _GELU(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: Tensor) -> Tensor:
         x, cdf = ctx.saved_tensors
-        pdf = (x * x).mul_(-0.5).exp_().mul_(1.0 / math.sqrt(2.0 * math.pi))  # φ(x) = exp(-x²/2) / √(2π)
+        # φ(x) = exp(-x²/2) / √(2π), with exp(z) = 2^(z · log₂ e) as in _MaskedSoftmax (exp2 is the faster kernel)
+        pdf = (x * x).mul_(-0.5 * _LOG2_E).exp2_().mul_(1.0 / math.sqrt(2.0 * math.pi))
         return pdf.mul_(x).add_(cdf).mul_(g)  # g · (Φ(x) + x φ(x))
 
 
