@@ -318,9 +318,7 @@ def test_one_node_attention_equals_the_composed_operations_float64(gen, kind, wi
 
 
 def test_one_node_attention_float32_matches_the_reference(gen):
-    q, k, v = randn(gen, 2, 4, 9, 8, dtype=torch.float32), randn(gen, 2, 4, 9, 8, dtype=torch.float32), randn(
-        gen, 2, 4, 9, 8, dtype=torch.float32
-    )
+    q, k, v = (randn(gen, 2, 4, 9, 8, dtype=torch.float32) for _ in range(3))
     allowed = masks.causal_mask(9, 9)
     out = tf.scaled_dot_product_attention(q, k, v, allowed=allowed)
     assert out.dtype == torch.float32

@@ -11,8 +11,8 @@ The pieces, each small enough to read in one go:
     make_bert_trainer(data, ...)  a fresh BertForPreTraining in a Trainer, ready to fit (pausable)
     pretrain_bert(...)            the whole run -> :class:`BertRun` (model, tokenizer, history, report)
 
-``pretrain_bert`` is what ``tfs train bert`` calls (chapter 06 is not written yet). By default it trains on
-the embedded Python documentation corpus (``datasets.corpus``): the "train" split for training, the
+``pretrain_bert`` is what ``tfs train bert`` calls; chapter 06 runs the same recipe step by step. By default it
+trains on the embedded Python documentation corpus (``datasets.corpus``): the "train" split for training, the
 "validation" and "test" splits — documents never seen in training — for every reported number.
 
 What the report measures
@@ -41,10 +41,11 @@ Choices (each one a line to change)
   training documents (each pass splits the documents and draws the NotNext segments anew), batches are drawn
   from it uniformly with replacement.
 
-Measured (default recipe: 2000 steps of 32 pairs, 4000 WordPiece tokens, 64-token pairs, 373k parameters; about
-27 ms a step on one idle core, 45–50 ms on a shared one): held-out [MASK] accuracy 0.080 (seed 0) / 0.065 (seed 1)
-against a unigram baseline of 0.043 over 2605 positions; NSP accuracy 0.665 ± 0.024 / 0.694 ± 0.024 over 376 pairs.
-The same model reaches 0.79 on fresh pairs of the *training* documents: NSP generalises worse than it trains.
+Measured (default recipe: 2000 steps of 32 pairs, 4000 WordPiece tokens, 64-token pairs, 373k parameters; 43–49 ms a
+step on one core of the project's 2-core machine, 33 ms with both): held-out [MASK] accuracy 0.080 (seed 0) / 0.065
+(seed 1) against a unigram baseline of 0.043 over 2605 positions; NSP accuracy 0.665 ± 0.024 / 0.694 ± 0.024 over
+376 pairs. The same model reaches 0.79 on fresh pairs of the *training* documents: NSP generalises worse than it
+trains.
 """
 
 from __future__ import annotations
