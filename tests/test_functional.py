@@ -262,10 +262,11 @@ def test_sdpa_gradcheck_with_mask_bias_and_a_fully_masked_row(gen):
     assert (q.grad[1, :, 2] == 0).all()
 
 
-# ---- the one-node path (_Attention) against the composed operations ---------------------------------------
-# Without return_weights, scaled_dot_product_attention runs _Attention, whose backward is written out; with
-# return_weights=True it composes matmul, masked_softmax and matmul, and autograd differentiates those. The two
-# must agree in value and in every gradient, whatever the mask looks like.
+# ---- the backward pass written out (_Attention) against autograd of the composed operations ------------------
+# scaled_dot_product_attention is one autograd node whose backward is hand-written. Here the same mathematics is
+# composed from plain torch operations (matmul, masked_fill, torch.softmax, matmul) and differentiated by autograd;
+# values and every gradient must agree, whatever the mask, with and without dropout, through the output and
+# through the returned weights.
 
 
 def _allowed_for(kind: str, gen, b: int, h: int, t: int, s: int):
@@ -277,47 +278,106 @@ def _allowed_for(kind: str, gen, b: int, h: int, t: int, s: int):
         allowed = torch.ones(b, 1, 1, s, dtype=torch.bool)
         allowed[0, ..., s - 2 :] = False
         return allowed
-    allowed = torch.rand(b, h, t, s, generator=gen) < 0.6  # "random (B, H, T, S)", with a fully masked row
-    allowed[1, 0, 2] = False
+    allowed = torch.rand(b, h, t, s, generator=gen) < 0.6  # "random (B, H, T, S)"
+    allowed[..., 0] = True  # every row keeps a key: torch.softmax of an all -inf row is NaN (ours gives zeros)
     return allowed
 
 
-def _both_paths(q, k, v, allowed, bias, dropout_p=0.0, seed=None):
-    """(output, grads) of the one-node path and of the composed path, with the same upstream gradient."""
+def _composed(q, k, v, allowed, bias, keep, p):
+    """The textbook formula, left to autograd."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if bias is not None:
+        scores = scores + bias
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    dropped = weights if keep is None else weights * keep / (1 - p)
+    return dropped @ v, weights
+
+
+def _both(q, k, v, allowed, bias, *, p=0.0, seed=0, use_weights=False):
+    """(output, weights, gradients) of ours and of the composed formula, for one fixed scalar loss."""
     results = []
-    for return_weights in (False, True):
+    for ours in (True, False):
         leaves = [x.detach().clone().requires_grad_() for x in (q, k, v, bias) if x is not None]
-        generator = None if seed is None else torch.Generator().manual_seed(seed)
-        out = tf.scaled_dot_product_attention(
-            *leaves[:3],
-            allowed=allowed,
-            bias=leaves[3] if bias is not None else None,
-            dropout_p=dropout_p,
-            generator=generator,
-            return_weights=return_weights,
-        )
-        out = out[0] if return_weights else out
-        upstream = torch.linspace(-1.0, 1.0, out.numel(), dtype=out.dtype).reshape(out.shape)
-        grads = torch.autograd.grad(out, leaves, upstream)
-        results.append((out.detach(), grads))
+        qq, kk, vv = leaves[:3]
+        bb = leaves[3] if bias is not None else None
+        if ours:
+            generator = torch.Generator().manual_seed(seed)
+            out, weights = tf.scaled_dot_product_attention(
+                qq, kk, vv, allowed=allowed, bias=bb, dropout_p=p, generator=generator, return_weights=True
+            )
+        else:
+            scores_shape = (*qq.shape[:-1], kk.shape[-2])
+            keep = None
+            if p > 0:  # the draw ours makes: one uniform per weight, from a generator seeded alike
+                keep = torch.rand(scores_shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32) >= p
+            out, weights = _composed(qq, kk, vv, allowed, bb, keep, p)
+        loss = (out * torch.linspace(-1.0, 1.0, out.numel(), dtype=out.dtype).reshape(out.shape)).sum()
+        if use_weights:  # e.g. a penalty on attention entropy: the weights themselves reach the loss
+            loss = (
+                loss
+                + (weights * torch.cos(torch.arange(weights.numel(), dtype=weights.dtype)).reshape(weights.shape)).sum()
+            )
+        grads = torch.autograd.grad(loss, leaves)
+        results.append((out.detach(), weights.detach(), grads))
     return results
 
 
 @pytest.mark.parametrize("kind", ["none", "causal (T, S)", "key padding (B, 1, 1, S)", "random (B, H, T, S)"])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_one_node_attention_equals_the_composed_operations_float64(gen, kind, with_bias):
+@pytest.mark.parametrize("use_weights", [False, True])
+def test_written_out_backward_equals_autograd_of_the_composed_formula_float64(gen, kind, with_bias, use_weights):
     b, h, t, s = 2, 3, 4, 6
     q, k, v = randn(gen, b, h, t, 5), randn(gen, b, h, s, 5), randn(gen, b, h, s, 7)
     bias = randn(gen, h, t, s) if with_bias else None  # learned per head, as T5's relative bias: needs a gradient
-    (out, grads), (out_ref, grads_ref) = _both_paths(q, k, v, _allowed_for(kind, gen, b, h, t, s), bias)
+    allowed = _allowed_for(kind, gen, b, h, t, s)
+    (out, w, grads), (out_ref, w_ref, grads_ref) = _both(q, k, v, allowed, bias, use_weights=use_weights)
     assert_close(out, out_ref, **F64)
+    assert_close(w, w_ref, **F64)
     assert len(grads) == len(grads_ref) == (4 if with_bias else 3)
     for g, g_ref in zip(grads, grads_ref):
         assert_close(g, g_ref, **F64)
     assert out.abs().max() > 0.1 and all(g.abs().max() > 1e-3 for g in grads)  # not trivially zero
 
 
-def test_one_node_attention_float32_matches_the_reference(gen):
+def test_written_out_backward_with_dropout_equals_autograd_of_the_composed_formula(gen):
+    b, h, t, s = 2, 2, 5, 5
+    q, k, v = randn(gen, b, h, t, 4), randn(gen, b, h, s, 4), randn(gen, b, h, s, 4)
+    for use_weights in (False, True):
+        (out, _, grads), (out_ref, _, grads_ref) = _both(
+            q, k, v, masks.causal_mask(t, s), None, p=0.3, seed=3, use_weights=use_weights
+        )
+        assert_close(out, out_ref, **F64)
+        for g, g_ref in zip(grads, grads_ref):
+            assert_close(g, g_ref, **F64)
+    (no_drop, _, _), _ = _both(q, k, v, masks.causal_mask(t, s), None)
+    assert not torch.allclose(out, no_drop)  # the dropout did act
+
+
+def test_returning_the_weights_changes_no_number(gen):
+    q, k, v = randn(gen, 2, 3, 7, 4), randn(gen, 2, 3, 9, 4), randn(gen, 2, 3, 9, 4)
+    for allowed in (None, masks.causal_mask(7, 9), torch.rand(2, 1, 7, 9, generator=gen) < 0.5):
+        out = tf.scaled_dot_product_attention(q, k, v, allowed=allowed)
+        out_w, _ = tf.scaled_dot_product_attention(q, k, v, allowed=allowed, return_weights=True)
+        assert torch.equal(out, out_w)
+
+
+def test_keys_and_values_shared_across_heads_broadcast_with_their_gradients(gen):
+    q = randn(gen, 2, 4, 5, 8).requires_grad_()
+    k, v = randn(gen, 2, 1, 6, 8).requires_grad_(), randn(gen, 2, 1, 6, 8).requires_grad_()  # one k/v head
+    out = tf.scaled_dot_product_attention(q, k, v, allowed=masks.causal_mask(5, 6))
+    k_full, v_full = k.detach().expand(2, 4, 6, 8).clone(), v.detach().expand(2, 4, 6, 8).clone()
+    k_full.requires_grad_(), v_full.requires_grad_()
+    expected = tf.scaled_dot_product_attention(q.detach(), k_full, v_full, allowed=masks.causal_mask(5, 6))
+    assert_close(out, expected, **F64)
+    out.sum().backward()
+    expected.sum().backward()
+    assert_close(k.grad, k_full.grad.sum(1, keepdim=True), **F64)  # the gradient of a shared head: summed
+    assert_close(v.grad, v_full.grad.sum(1, keepdim=True), **F64)
+
+
+def test_attention_float32_matches_the_reference(gen):
     q, k, v = (randn(gen, 2, 4, 9, 8, dtype=torch.float32) for _ in range(3))
     allowed = masks.causal_mask(9, 9)
     out = tf.scaled_dot_product_attention(q, k, v, allowed=allowed)
@@ -325,18 +385,7 @@ def test_one_node_attention_float32_matches_the_reference(gen):
     assert_close(out.double(), reference_sdpa(q, k, v, allowed)[0], **F32)
 
 
-def test_one_node_attention_with_dropout_draws_the_same_mask_as_the_composed_path(gen):
-    b, h, t, s = 2, 2, 5, 5
-    q, k, v = randn(gen, b, h, t, 4), randn(gen, b, h, s, 4), randn(gen, b, h, s, 4)
-    (out, grads), (out_ref, grads_ref) = _both_paths(q, k, v, masks.causal_mask(t, s), None, dropout_p=0.3, seed=3)
-    assert_close(out, out_ref, **F64)
-    for g, g_ref in zip(grads, grads_ref):
-        assert_close(g, g_ref, **F64)
-    (no_drop, _), _ = _both_paths(q, k, v, masks.causal_mask(t, s), None)
-    assert not torch.allclose(out, no_drop)  # the dropout did act
-
-
-def test_one_node_attention_gradcheck_with_mask_bias_and_a_fully_masked_row(gen):
+def test_attention_gradcheck_through_output_only_with_a_fully_masked_row(gen):
     q = randn(gen, 2, 2, 3, 4).requires_grad_()
     k = randn(gen, 2, 2, 5, 4).requires_grad_()
     v = randn(gen, 2, 2, 5, 3).requires_grad_()
@@ -345,7 +394,7 @@ def test_one_node_attention_gradcheck_with_mask_bias_and_a_fully_masked_row(gen)
     allowed[1, 0, 2] = False
 
     def f(q, k, v, bias):
-        return tf.scaled_dot_product_attention(q, k, v, allowed=allowed, bias=bias)  # the one-node path
+        return tf.scaled_dot_product_attention(q, k, v, allowed=allowed, bias=bias)  # the weights not returned
 
     assert torch.autograd.gradcheck(f, (q, k, v, bias))
     f(q, k, v, bias).sum().backward()
@@ -353,7 +402,7 @@ def test_one_node_attention_gradcheck_with_mask_bias_and_a_fully_masked_row(gen)
     assert (q.grad[1, :, 2] == 0).all()
 
 
-def test_one_node_attention_under_bf16_autocast_trains_like_float32(gen):
+def test_attention_under_bf16_autocast_trains_like_float32(gen):
     q, k, v = (randn(gen, 2, 2, 6, 8, dtype=torch.float32).requires_grad_() for _ in range(3))
     allowed = masks.causal_mask(6, 6)
     with torch.autocast("cpu", dtype=torch.bfloat16):

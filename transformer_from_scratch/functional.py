@@ -175,21 +175,21 @@ class _Attention(torch.autograd.Function):
 
         S = c · Q Kᵀ + bias (disallowed entries -inf),   P = softmax(S) row by row,   O = (P ⊙ M) V
 
-    Backward, given G = ∂L/∂O (T, Dv):
+    Backward, given G = ∂L/∂O (T, Dv) and, when the weights P were returned and used, W = ∂L/∂P from them:
 
-        ∂L/∂V = (P ⊙ M)ᵀ G          ∂L/∂P = (G Vᵀ) ⊙ M
-        ∂L/∂S = P ⊙ (∂L/∂P - δ),    δ_i = Σ_j P_ij ∂L/∂P_ij = Σ_d G_id O_id     (the softmax JVP, row by row)
+        ∂L/∂V = (P ⊙ M)ᵀ G          ∂L/∂P = (G Vᵀ) ⊙ M + W
+        ∂L/∂S = P ⊙ (∂L/∂P - δ),    δ_i = Σ_j P_ij (∂L/∂P)_ij = Σ_d G_id O_id + Σ_j P_ij W_ij    (softmax JVP)
         ∂L/∂Q = c · ∂L/∂S K         ∂L/∂K = c · (∂L/∂S)ᵀ Q          ∂L/∂bias = ∂L/∂S summed over broadcast axes
 
-    δ needs no (T, S) product: Σ_j P_ij M_ij (G Vᵀ)_ij = Σ_d G_id ((P ⊙ M) V)_id = Σ_d G_id O_id (the identity
-    FlashAttention's backward uses, Dao et al. 2022, Alg. 4). Kept for the backward: Q, K, V, O, P and the
-    dropout mask — the composed operations would also keep the scores and the dropped weights. The scale c and a
-    mask that is the same for every (batch, head) enter the score product itself (``torch.baddbmm``: c · Q Kᵀ
-    plus a 0/-inf matrix in one pass); other masks and biases are applied in place on the scores.
+    The first part of δ needs no (T, S) product: Σ_j P_ij M_ij (G Vᵀ)_ij = Σ_d G_id ((P ⊙ M) V)_id = Σ_d G_id O_id
+    (the identity FlashAttention's backward uses, Dao et al. 2022, Alg. 4). Kept for the backward: Q, K, V, O, P
+    and the dropout mask — composing matmul, softmax and matmul would also keep the scores and the dropped
+    weights. The scale c and a mask that is the same for every (batch, head) enter the score product itself
+    (``torch.baddbmm``: c · Q Kᵀ plus a 0/-inf matrix in one pass); other masks and biases are applied in place.
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, allowed, bias, dropout_p: float, generator):
+    def forward(ctx, q, k, v, allowed, bias, dropout_p: float, generator, return_weights: bool):
         autocast_dtype = _autocast_dtype(q.device.type)
         if autocast_dtype is not None and q.dtype != torch.float64:
             # Under autocast the products below would run in the lower precision anyway; casting first makes the
@@ -207,44 +207,60 @@ class _Attention(torch.autograd.Function):
             scores = torch.bmm(q3, k3.transpose(1, 2)).mul_(scale)  # (N,T,Dh)·(N,Dh,S) -> (N,T,S)
         scores4 = scores.view(*lead, t, s)  # the same memory with the leading axes back: (…, T, S)
         if bias is not None:
-            scores4.add_(bias.to(scores.dtype))
+            scores4.add_(bias.to(scores.dtype))  # a float32 bias joins bf16/fp16 scores in their dtype
         if allowed is not None and not shared:
             scores4.masked_fill_(~allowed, float("-inf"))
         weights = _softmax_last_dim(scores, inplace=True)  # P (N, T, S), overwriting the scores
         keep = None
         dropped = weights
-        if dropout_p > 0.0:  # the same draw as the composed path: one uniform per weight, from `generator`
+        if dropout_p > 0.0:  # one uniform draw per weight, from `generator`
             keep = (torch.rand(scores4.shape, generator=generator, device=q.device) >= dropout_p).view(weights.shape)
             dropped = weights * keep / (1.0 - dropout_p)  # P ⊙ M
         out = torch.bmm(dropped, v3)  # (N,T,S)·(N,S,Dv) -> (N,T,Dv)
         ctx.scale, ctx.dropout_p = scale, dropout_p
         ctx.shapes = (q.shape, k.shape, v.shape, None if bias is None else (bias.shape, bias.dtype))
         ctx.save_for_backward(q3, k3, v3, weights, out, keep)
-        return out.view(*lead, t, v.shape[-1])
+        ctx.set_materialize_grads(False)  # an output nobody used gets None in backward, not a tensor of zeros
+        out = out.view(*lead, t, v.shape[-1])
+        return (out, weights.view(*lead, t, s)) if return_weights else out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g: Tensor):
+    def backward(ctx, g: Tensor | None, g_weights: Tensor | None = None):
         q3, k3, v3, weights, out, keep = ctx.saved_tensors
         q_shape, k_shape, v_shape, bias_shape = ctx.shapes
-        g3 = g.reshape(out.shape)  # G (N, T, Dv)
-        grad_p = torch.bmm(g3, v3.transpose(1, 2))  # G Vᵀ: (N,T,Dv)·(N,Dv,S) -> (N,T,S)
-        if keep is None:
-            grad_v = torch.bmm(weights.transpose(1, 2), g3)  # Pᵀ G: (N,S,T)·(N,T,Dv) -> (N,S,Dv)
-        else:
-            scaled_keep = keep.to(weights.dtype).div_(1.0 - ctx.dropout_p)  # M (N, T, S), in the weights' dtype
-            grad_v = torch.bmm((weights * scaled_keep).transpose(1, 2), g3)  # (P ⊙ M)ᵀ G
-            grad_p.mul_(scaled_keep)  # ∂L/∂P = (G Vᵀ) ⊙ M
-        delta = (g3 * out).sum(dim=-1, keepdim=True)  # δ (N, T, 1)
-        grad_s = grad_p.sub_(delta).mul_(weights)  # ∂L/∂S = P ⊙ (∂L/∂P - δ), over G Vᵀ's memory
         needs_q, needs_k, needs_v, _, needs_bias = ctx.needs_input_grad[:5]
+        if g is None and g_weights is None:
+            return (None,) * 8
+        grad_v = None
+        if g is not None:
+            g3 = g.reshape(out.shape)  # G (N, T, Dv)
+            grad_p = torch.bmm(g3, v3.transpose(1, 2))  # G Vᵀ: (N,T,Dv)·(N,Dv,S) -> (N,T,S)
+            dropped = weights
+            if keep is not None:
+                scaled_keep = keep.to(weights.dtype).div_(1.0 - ctx.dropout_p)  # M (N, T, S), in the weights' dtype
+                dropped = weights * scaled_keep  # P ⊙ M
+                grad_p.mul_(scaled_keep)  # (G Vᵀ) ⊙ M
+            if needs_v:
+                grad_v = torch.bmm(dropped.transpose(1, 2), g3).view(v_shape)  # (P ⊙ M)ᵀ G: (N,S,T)·(N,T,Dv)
+            delta = (g3 * out).sum(dim=-1, keepdim=True)  # Σ_d G O, (N, T, 1)
+        else:  # only the returned weights reach the loss
+            grad_p = torch.zeros_like(weights)
+            delta = torch.zeros((*weights.shape[:-1], 1), dtype=weights.dtype, device=weights.device)
+            if needs_v:
+                grad_v = torch.zeros(v_shape, dtype=v3.dtype, device=v3.device)
+        if g_weights is not None:
+            w3 = g_weights.reshape(weights.shape)  # W (N, T, S)
+            grad_p.add_(w3)
+            delta.add_((w3 * weights).sum(dim=-1, keepdim=True))  # + Σ_j P W
+        grad_s = grad_p.sub_(delta).mul_(weights)  # ∂L/∂S = P ⊙ (∂L/∂P - δ), over ∂L/∂P's memory
         grad_q = torch.bmm(grad_s, k3).mul_(ctx.scale).view(q_shape) if needs_q else None  # (N,T,S)·(N,S,Dh)
         grad_k = torch.bmm(grad_s.transpose(1, 2), q3).mul_(ctx.scale).view(k_shape) if needs_k else None
         grad_bias = None
         if needs_bias:
             shape, dtype = bias_shape  # (…,T,S) summed to the bias's own shape, in its own dtype
             grad_bias = grad_s.view(*q_shape[:-1], k_shape[-2]).sum_to_size(shape).to(dtype)
-        return grad_q, grad_k, grad_v.view(v_shape) if needs_v else None, None, grad_bias, None, None
+        return grad_q, grad_k, grad_v, None, grad_bias, None, None, None
 
 
 def scaled_dot_product_attention(
@@ -270,11 +286,9 @@ def scaled_dot_product_attention(
     weights (inverted dropout, scaled by 1/(1-p)) using ``generator`` when given. The returned weights
     are the ones before dropout.
 
-    Two routes to the same numbers (a test holds them to float64 rounding, gradients included): without
-    ``return_weights`` and with q, k, v sharing their leading dimensions, one autograd node whose backward pass
-    is written out (:class:`_Attention`) — the fast path, about as fast as PyTorch's fused kernel at short
-    lengths on CPU; otherwise the composed operations matmul → :func:`masked_softmax` → matmul, through which
-    autograd can also differentiate the returned weights.
+    The whole computation is one autograd node whose backward pass is written out (:class:`_Attention`), with or
+    without the weights: returning them changes no number of the output, and a loss that uses them is
+    differentiated through them as well.
     """
     _check_qkv(q, k, v)
     if not 0.0 <= dropout_p < 1.0:
@@ -290,23 +304,9 @@ def scaled_dot_product_attention(
                 raise RuntimeError
         except RuntimeError:
             raise _broadcast_error("bias", tuple(bias.shape), scores_shape) from None
-    if not return_weights and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]:
-        # The usual case: one autograd node with the backward written out (see _Attention) — same numbers.
-        return _Attention.apply(q, k, v, allowed, bias, dropout_p, generator)
-    # The weights are wanted (or q, k, v broadcast against each other): the same mathematics as composed
-    # operations, so that autograd can also differentiate through the returned weights.
-    d_k = q.shape[-1]
-    # Scaling q by 1/√d_k before the product is the same as scaling the (larger) scores after it.
-    scores = torch.matmul(q / math.sqrt(d_k), k.transpose(-2, -1))  # (…,T,Dh)·(…,Dh,S) -> (…,T,S)
-    if bias is not None:
-        scores = scores + bias.to(scores.dtype)  # a float32 bias joins bf16/fp16 scores in their dtype
-    weights = masked_softmax(scores, allowed)  # (…,T,S), rows sum to 1 (or 0 where nothing is allowed)
-    dropped = weights
-    if dropout_p > 0.0:
-        keep = torch.rand(weights.shape, generator=generator, device=weights.device) >= dropout_p
-        dropped = weights * keep / (1.0 - dropout_p)
-    out = torch.matmul(dropped, v)  # (…,T,S)·(…,S,Dv) -> (…,T,Dv)
-    return (out, weights) if return_weights else out
+    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2] == lead):  # e.g. one key/value head shared by all
+        q, k, v = (x.expand(*lead, *x.shape[-2:]) for x in (q, k, v))  # autograd sums the gradients back
+    return _Attention.apply(q, k, v, allowed, bias, dropout_p, generator, return_weights)
 
 
 def split_heads(x: Tensor, n_heads: int) -> Tensor:
