@@ -167,6 +167,11 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
         return None
 
 
+def _additive_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
+    """The bool mask as numbers to add to the scores: 0 where allowed, -inf where not (same shape)."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+
+
 class _Attention(torch.autograd.Function):
     r"""softmax(c · Q Kᵀ + bias, allowed) V as one autograd node, with the backward pass written out.
 
@@ -200,8 +205,7 @@ class _Attention(torch.autograd.Function):
         q3, k3, v3 = q.reshape(-1, t, d_head), k.reshape(-1, s, d_head), v.reshape(-1, s, v.shape[-1])
         shared = allowed is not None and all(n == 1 for n in allowed.shape[:-2])  # one (T, S) mask for all
         if shared:
-            additive = torch.zeros(allowed.shape[-2:], dtype=q.dtype, device=q.device)  # (T, S) or (1, S), …
-            additive.masked_fill_(~allowed.reshape(allowed.shape[-2:]), float("-inf"))  # 0 allowed, -inf not
+            additive = _additive_mask(allowed.reshape(allowed.shape[-2:]), q.dtype)  # (T, S) or (1, S), …
             scores = torch.baddbmm(additive, q3, k3.transpose(1, 2), alpha=scale)  # (N,T,Dh)·(N,Dh,S) -> (N,T,S)
         else:
             scores = torch.bmm(q3, k3.transpose(1, 2)).mul_(scale)  # (N,T,Dh)·(N,Dh,S) -> (N,T,S)
@@ -209,7 +213,10 @@ class _Attention(torch.autograd.Function):
         if bias is not None:
             scores4.add_(bias.to(scores.dtype))  # a float32 bias joins bf16/fp16 scores in their dtype
         if allowed is not None and not shared:
-            scores4.masked_fill_(~allowed, float("-inf"))
+            if allowed.numel() < scores.numel():  # broadcast, e.g. key padding (B, 1, 1, S): add a small 0/-inf
+                scores4.add_(_additive_mask(allowed, q.dtype))  # tensor — several times faster than masked_fill_
+            else:
+                scores4.masked_fill_(~allowed, float("-inf"))
         weights = _softmax_last_dim(scores, inplace=True)  # P (N, T, S), overwriting the scores
         keep = None
         dropped = weights
