@@ -187,10 +187,12 @@ class _Attention(torch.autograd.Function):
         ∂L/∂Q = c · ∂L/∂S K         ∂L/∂K = c · (∂L/∂S)ᵀ Q          ∂L/∂bias = ∂L/∂S summed over broadcast axes
 
     The first part of δ needs no (T, S) product: Σ_j P_ij M_ij (G Vᵀ)_ij = Σ_d G_id ((P ⊙ M) V)_id = Σ_d G_id O_id
-    (the identity FlashAttention's backward uses, Dao et al. 2022, Alg. 4). Kept for the backward: Q, K, V, O, P
-    and the dropout mask — composing matmul, softmax and matmul would also keep the scores and the dropped
-    weights. The scale c and a mask that is the same for every (batch, head) enter the score product itself
-    (``torch.baddbmm``: c · Q Kᵀ plus a 0/-inf matrix in one pass); other masks and biases are applied in place.
+    (the identity FlashAttention's backward uses, Dao et al. 2022, Alg. 4). Kept for the backward: Q, K, V (as
+    contiguous (N, L, Dh) tensors), P, O and the dropout mask. Autograd of the composed operations would keep P but
+    not O (and, with dropout, P ⊙ M as well); keeping O — T·Dv numbers per head — is what makes δ a sum over Dv
+    instead of over the S keys. The scale c and a mask that is the same for every (batch, head) enter the score
+    product itself (``torch.baddbmm``: c · Q Kᵀ plus a 0/-inf matrix in one pass); other masks and biases are
+    applied in place, and the whole backward is a handful of kernels instead of a graph of a dozen nodes.
     """
 
     @staticmethod
