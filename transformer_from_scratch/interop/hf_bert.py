@@ -270,6 +270,24 @@ def config_to_hf(config: BertConfig) -> dict:
     return out
 
 
+def _read_hf_config(path: str | os.PathLike) -> tuple[Path, dict]:
+    """(folder, parsed config.json) of a local Hugging Face folder, with a clear error for each way it can be wrong."""
+    folder = Path(path)
+    if not folder.exists():
+        raise FileNotFoundError(f"no such folder: {folder} (from_pretrained reads a local Hugging Face folder)")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file; from_pretrained needs the folder holding config.json")
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(
+            f"{folder} has no config.json (files present: {sorted(p.name for p in folder.iterdir())})"
+        )
+    try:
+        return folder, json.loads(config_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config_file} is not valid JSON: {err}") from None
+
+
 def _read_safetensors(folder: Path) -> dict[str, Tensor]:
     from safetensors.torch import load_file
 
@@ -304,20 +322,7 @@ def from_pretrained(path: str | os.PathLike, model_class=None, *, dtype: torch.d
     No network access: ``path`` must be a folder on disk.
     """
     model_class = BertModel if model_class is None else model_class
-    folder = Path(path)
-    if not folder.exists():
-        raise FileNotFoundError(f"no such folder: {folder} (from_pretrained reads a local Hugging Face folder)")
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is a file; from_pretrained needs the folder holding config.json")
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(
-            f"{folder} has no config.json (files present: {sorted(p.name for p in folder.iterdir())})"
-        )
-    try:
-        hf_config = json.loads(config_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_file} is not valid JSON: {err}") from None
+    folder, hf_config = _read_hf_config(path)
     config = config_from_hf(hf_config)
     state = _read_safetensors(folder)
     model = model_class(config).to(

@@ -26,17 +26,15 @@ to Hugging Face; our model counts positions that way by itself.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from ..config import GPTConfig
 from ..models.gpt import GPT
-from .hf_bert import LoadResult, _read_safetensors
+from .hf_bert import LoadResult, _read_hf_config, _read_safetensors
 
 __all__ = [
     "config_from_hf",
@@ -52,18 +50,24 @@ _PREFIX = "transformer."
 _BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers saved by older versions
 
 
-def _check_model(model: nn.Module) -> GPTConfig:
+def check_gpt_family(model: nn.Module, family: str, preset: str, **wanted) -> GPTConfig:
+    """The config of ``model`` if it is a GPT whose fields match ``wanted``; a clear error naming the preset if not."""
     if not isinstance(model, GPT):
         raise TypeError(f"model must be a GPT, got {type(model).__name__}")
     c = model.config
-    wanted = dict(positional="learned", norm="layer", activation="gelu_tanh", bias=True)
     wrong = {name: getattr(c, name) for name, value in wanted.items() if getattr(c, name) != value}
     if wrong:
         raise ValueError(
-            f"a GPT-2 checkpoint needs a GPT with {wanted}; this model has {wrong} (use GPTConfig.gpt2_small() or "
+            f"a {family} checkpoint needs a GPT with {wanted}; this model has {wrong} (use GPTConfig.{preset}() or "
             "config_from_hf)"
         )
     return c
+
+
+def _check_model(model: nn.Module) -> GPTConfig:
+    return check_gpt_family(
+        model, "GPT-2", "gpt2_small", positional="learned", norm="layer", activation="gelu_tanh", bias=True
+    )
 
 
 def _hf_keys(n_layers: int, prefix: str, tied: bool) -> list[str]:
@@ -277,18 +281,7 @@ def from_pretrained(path: str | os.PathLike, *, dtype: torch.dtype | None = None
     ``dtype`` defaults to float32. No network access: ``path`` must be a folder on disk. Pickle weights
     (``pytorch_model.bin``) are refused, as in :func:`interop.hf_bert.from_pretrained`.
     """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no such folder: {folder} (from_pretrained reads a local Hugging Face folder)")
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(
-            f"{folder} has no config.json (files present: {sorted(p.name for p in folder.iterdir())})"
-        )
-    try:
-        hf_config = json.loads(config_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_file} is not valid JSON: {err}") from None
+    folder, hf_config = _read_hf_config(path)
     model = GPT(config_from_hf(hf_config)).to(torch.float32 if dtype is None else dtype)
     load_hf_gpt2_state_dict(model, _read_safetensors(folder))
     return model.eval()

@@ -26,18 +26,16 @@ Grouped-query attention (``num_key_value_heads`` < ``num_attention_heads``) is n
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from ..config import GPTConfig
 from ..models.gpt import GPT
-from .hf_bert import LoadResult, _read_safetensors
-from .hf_gpt2 import copy_converted_
+from .hf_bert import LoadResult, _read_hf_config, _read_safetensors
+from .hf_gpt2 import check_gpt_family, copy_converted_
 
 __all__ = [
     "llama_key_pairs",
@@ -67,17 +65,9 @@ _BUFFERS = ("model.rotary_emb.inv_freq",)  # saved by some versions; recomputed 
 
 
 def _check_model(model: nn.Module) -> GPTConfig:
-    if not isinstance(model, GPT):
-        raise TypeError(f"model must be a GPT, got {type(model).__name__}")
-    c = model.config
-    wanted = dict(positional="rope", norm="rms", activation="swiglu", bias=False)
-    wrong = {name: getattr(c, name) for name, value in wanted.items() if getattr(c, name) != value}
-    if wrong:
-        raise ValueError(
-            f"a Llama checkpoint needs a GPT with {wanted}; this model has {wrong} (use GPTConfig.llama_tiny() "
-            "or config_from_hf)"
-        )
-    return c
+    return check_gpt_family(
+        model, "Llama", "llama_tiny", positional="rope", norm="rms", activation="swiglu", bias=False
+    )
 
 
 def llama_key_pairs(n_layers: int, *, tie_head: bool = False) -> list[tuple[str, str]]:
@@ -257,18 +247,7 @@ def from_hf_model(hf_model: nn.Module, *, rope_convention: str = "half") -> GPT:
 
 def from_pretrained(path: str | os.PathLike, *, dtype: torch.dtype | None = None, rope_convention: str = "half") -> GPT:
     """Build our GPT from a local Hugging Face Llama folder (``config.json`` + ``model.safetensors``), in eval mode."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no such folder: {folder} (from_pretrained reads a local Hugging Face folder)")
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(
-            f"{folder} has no config.json (files present: {sorted(p.name for p in folder.iterdir())})"
-        )
-    try:
-        hf_config = json.loads(config_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_file} is not valid JSON: {err}") from None
+    folder, hf_config = _read_hf_config(path)
     model = GPT(config_from_hf(hf_config, rope_convention=rope_convention)).to(
         torch.float32 if dtype is None else dtype
     )
