@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import randomize_
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,19 +32,6 @@ def tiny(**overrides) -> BertConfig:
     """Small enough for the loop-based NumPy reference: V=29, D=12, H=3, 2 layers, 3 segment types."""
     base = dict(vocab_size=29, d_model=12, n_heads=3, d_ff=20, max_len=16, type_vocab_size=3)
     return BertConfig.tiny(**{**base, **overrides})
-
-
-def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Random values for every parameter (norm weights near 1), so no bias or gain hides at its default."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype)
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.3 * noise)
-            else:
-                p.copy_(noise * (0.3 if p.dim() == 1 else p.shape[-1] ** -0.5))
-    return module
 
 
 def ids(seed: int, shape=(B, T), high: int = 29, low: int = 0) -> torch.Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import randomize_
 from hypothesis import given
 from hypothesis import strategies as st
 from torch.func import functional_call
@@ -32,20 +33,6 @@ def _one_thread():
 
 F64 = dict(rtol=1e-10, atol=1e-12)  # float64 torch vs float64 NumPy
 F32 = dict(rtol=1e-5, atol=1e-5)  # float32 torch vs float64 NumPy, outputs of order 1
-
-
-def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Give every parameter random values (norm weights near 1, everything else ~ 1/√fan-in), so that no bias
-    or norm parameter sits at a default value that would hide a wrong formula."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype)
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.3 * noise)
-            else:
-                p.copy_(noise * (0.3 if p.dim() == 1 else p.shape[-1] ** -0.5))
-    return module
 
 
 def numpy_weights(module: torch.nn.Module) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import randomize_
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -36,19 +37,6 @@ CONFIGS = {
     ),
     "learned-rms-relu-untied": GPTConfig.tiny(**SHAPE, norm="rms", activation="relu", tie_head=False, bias=False),
 }
-
-
-def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Random values for every parameter (norm weights near 1), so no bias or gain hides at its default."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype)
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.3 * noise)
-            else:
-                p.copy_(noise * (0.3 if p.dim() == 1 else p.shape[-1] ** -0.5))
-    return module
 
 
 def model64(config: GPTConfig, seed: int = 0) -> GPT:

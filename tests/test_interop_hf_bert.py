@@ -14,6 +14,7 @@ import pytest
 import safetensors.torch as safetensors_torch
 import torch
 import transformers
+from helpers import randomize_hf_
 
 from transformer_from_scratch import masks
 from transformer_from_scratch.config import BertConfig
@@ -35,20 +36,10 @@ HF_CONFIG = dict(
 )
 
 
-def randomize_hf_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Perturb every 1-D parameter (LayerNorm weights/biases, all biases): HF initialises them to 1 and 0."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.add_(0.3 * torch.randn(p.shape, generator=g))
-    return model
-
-
 def hf_model(cls_name: str, seed: int, **overrides):
     torch.manual_seed(seed)  # HF initialises from the global generator
     config = transformers.BertConfig(**{**HF_CONFIG, **overrides})
-    return randomize_hf_(getattr(transformers, cls_name)(config), seed).eval()
+    return randomize_hf_(getattr(transformers, cls_name)(config), seed, matrices=False).eval()
 
 
 def batch(seed: int):
@@ -161,7 +152,7 @@ def test_ours_to_hf_state_dict_loads_strictly_and_gives_the_same_outputs():
     config = BertConfig.tiny(vocab_size=99, d_model=32, n_heads=4, n_layers=2, d_ff=37, type_vocab_size=3)
     torch.manual_seed(8)
     ours = BertForPreTraining(config).eval()
-    randomize_hf_(ours, 8)  # biases, norms and the MLM output bias away from 0/1
+    randomize_hf_(ours, 8, matrices=False)  # biases, norms and the MLM output bias away from 0/1
     sd = hf_bert.to_hf_bert_state_dict(ours)
     theirs = transformers.BertForPreTraining(
         transformers.BertConfig(**hf_bert.config_to_hf(config), attn_implementation="eager")

@@ -15,6 +15,7 @@ import json
 import pytest
 import torch
 import transformers
+from helpers import randomize_hf_
 
 from transformer_from_scratch.config import GPTConfig
 from transformer_from_scratch.generation import left_pad
@@ -37,23 +38,10 @@ HF_CONFIG = dict(
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11, 12], [13, 14, 15], [16, 17, 18, 19, 20]]
 
 
-def randomize_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Every parameter redrawn: 1-D ones (norm gains, biases) perturbed from their 1/0 start, matrices N(0, 0.3²) —
-    larger than HF's 0.02, so attention is far from uniform and the logits are of order 1."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.add_(0.3 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return model
-
-
 def hf_gpt2_model(seed: int = 0, **overrides):
     torch.manual_seed(seed)  # HF initialises from the global generator
     config = transformers.GPT2Config(**{**HF_CONFIG, **overrides})
-    return randomize_(transformers.GPT2LMHeadModel(config), seed).eval()
+    return randomize_hf_(transformers.GPT2LMHeadModel(config), seed).eval()
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +145,7 @@ def test_untied_head_and_bare_gpt2model_keys():
 def test_our_weights_run_in_hugging_face():
     config = hf_gpt2.config_from_hf(transformers.GPT2Config(**HF_CONFIG).to_dict())
     ours = GPT(config).eval()
-    randomize_(ours, seed=4)  # biases and norms away from 0/1
+    randomize_hf_(ours, seed=4)  # biases and norms away from 0/1
     state = hf_gpt2.to_hf_gpt2_state_dict(ours)
     hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**HF_CONFIG)).eval()
     hf.load_state_dict(state, strict=True)

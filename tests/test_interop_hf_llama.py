@@ -13,6 +13,7 @@ import dataclasses
 import pytest
 import torch
 import transformers
+from helpers import randomize_hf_
 
 from transformer_from_scratch.config import GPTConfig
 from transformer_from_scratch.generation import left_pad
@@ -38,21 +39,9 @@ HF_CONFIG = dict(
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [15, 16, 17], [18, 19, 20, 21, 22, 23]]
 
 
-def randomize_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """RMSNorm gains perturbed from 1, matrices N(0, 0.3²): attention far from uniform, logits of order 1."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.add_(0.3 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return model
-
-
 def hf_llama_model(seed: int = 0, **overrides):
     torch.manual_seed(seed)
-    return randomize_(
+    return randomize_hf_(
         transformers.LlamaForCausalLM(transformers.LlamaConfig(**{**HF_CONFIG, **overrides})), seed
     ).eval()
 
@@ -112,7 +101,7 @@ def test_the_interleaved_layout_needs_the_row_permutation(hf):
 def test_our_weights_run_in_hugging_face(convention):
     config = GPTConfig.llama_tiny(vocab_size=V, d_model=32, n_heads=4, d_ff=48, rope_theta=500.0)
     config = dataclasses.replace(config, rope_convention=convention, layer_norm_eps=1e-5)
-    ours = randomize_(GPT(config), seed=2).eval()
+    ours = randomize_hf_(GPT(config), seed=2).eval()
     hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**HF_CONFIG)).eval()
     hf.load_state_dict(hf_llama.to_hf_llama_state_dict(ours), strict=True)
     ids = torch.randint(0, V, (2, 15), generator=torch.Generator().manual_seed(2))

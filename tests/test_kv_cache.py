@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import randomize_
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,18 +30,6 @@ CONFIGS = {
     "rope-half": GPTConfig.llama_tiny(**SHAPE),
     "rope-interleaved": GPTConfig.llama_tiny(**SHAPE, rope_convention="interleaved", bias=True),
 }
-
-
-def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype)
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.3 * noise)
-            else:
-                p.copy_(noise * (0.3 if p.dim() == 1 else p.shape[-1] ** -0.5))
-    return module
 
 
 def model64(name: str, seed: int = 0) -> GPT:

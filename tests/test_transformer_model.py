@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from helpers import randomize_
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,19 +24,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Random values for every parameter (norm weights near 1), so no bias or gain hides at its default."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype)
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.3 * noise)
-            else:
-                p.copy_(noise * (0.3 if p.dim() == 1 else p.shape[-1] ** -0.5))
-    return module
 
 
 def tiny(**overrides) -> TransformerConfig:
