@@ -17,6 +17,7 @@ import torch
 import transformers
 from helpers import randomize_hf_
 
+from transformer_from_scratch import interop
 from transformer_from_scratch.config import GPTConfig
 from transformer_from_scratch.generation import left_pad
 from transformer_from_scratch.interop import hf_gpt2
@@ -198,3 +199,19 @@ def test_refuses_what_it_cannot_convert(hf):
         hf_gpt2.config_from_hf({**hf.config.to_dict(), "activation_function": "relu"})
     with pytest.raises(ValueError, match="model_type"):
         hf_gpt2.config_from_hf({**hf.config.to_dict(), "model_type": "bert"})
+
+
+@pytest.mark.parametrize("module", ["hf_gpt2", "hf_llama"])
+def test_from_pretrained_folder_errors_are_clear(tmp_path, module):
+    load = getattr(interop, module).from_pretrained
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        load(tmp_path / "nowhere")
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        load(tmp_path / "file.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        load(tmp_path / "empty")
+    (tmp_path / "empty" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        load(tmp_path / "empty")
