@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
 from torch.testing import assert_close
 
 from transformer_from_scratch import functional as tf
@@ -524,3 +526,14 @@ def test_check_allowed_accepts_broadcastable_masks():
     for shape in [(4,), (3, 4), (1, 1, 3, 4), (2, 1, 1, 4), (2, 3, 3, 4)]:
         tf.check_allowed(torch.ones(shape, dtype=torch.bool), (2, 3, 3, 4))
     tf.check_allowed(None, (2, 3, 3, 4))
+
+
+@given(st.lists(st.lists(st.sampled_from([0, 1, 1, 2, 3]), max_size=4), min_size=1, max_size=3))
+def test_broadcast_shape_agrees_with_torch_broadcast_shapes(shapes):
+    """The shape checks of every attention call use a written-out broadcast rule (torch.broadcast_shapes costs
+    ~30 µs a call); it must accept, reject and size exactly as PyTorch does — length-0 axes included."""
+    try:
+        expected = tuple(torch.broadcast_shapes(*map(tuple, shapes)))
+    except RuntimeError:
+        expected = None
+    assert tf._broadcast_shape(*shapes) == expected
