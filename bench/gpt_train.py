@@ -4,20 +4,24 @@
     python bench/gpt_train.py --quick     # a few seconds: fewer repeats (smoke run)
     python bench/gpt_train.py --threads 1 --repeats 30
 
-Both models: V = 512 tokens, learned positions, pre-LN blocks (norm_first=True), exact-erf GELU, F = 4·D,
-a final LayerNorm, an LM head tied to the token embedding, dropout 0, float32, training mode.
-  ours      models.GPT (activation="gelu" so that it matches the baseline exactly; the hand-written attention
-            path, fused=False — the default — which materialises the (B, H, T, T) weights)
-  ours fused  the same model with GPTConfig(fused=True) -> torch.nn.functional.scaled_dot_product_attention
-  torch     nn.Embedding ×2 + nn.TransformerEncoder(nn.TransformerEncoderLayer(norm_first=True,
-            activation="gelu", batch_first=True), final LayerNorm) with a causal mask + the tied head
-The baseline receives our weights, and the two are checked to give the same logits before anything is timed.
+All models: V = 512 tokens, learned positions, pre-LN blocks (norm_first=True), F = 4·D, a final LayerNorm, an LM
+head tied to the token embedding, dropout 0, float32, training mode. Two activations, each against its own twin:
+  GPT-2's GELU (tanh approximation, ``gelu_new``) — the default of GPTConfig:
+    ours        models.GPT with the hand-written attention path (fused=False, the default), which materialises the
+                (B, H, T, T) weights
+    ours fused  the same model with GPTConfig(fused=True) -> torch.nn.functional.scaled_dot_product_attention
+    torch       nn.Embedding ×2 + nn.TransformerEncoder(nn.TransformerEncoderLayer(norm_first=True,
+                activation=F.gelu(·, approximate="tanh"), batch_first=True), final LayerNorm) with a causal mask +
+                the tied head
+  the exact (erf) GELU of BERT and of nn.TransformerEncoderLayer(activation="gelu"):
+    ours, exact GELU   / torch, exact GELU   the same pair with GPTConfig(activation="gelu") / activation="gelu"
+The twins receive our weights, and each pair is checked to give the same logits before anything is timed.
 
 One timed step = zero_grad, forward, cross-entropy against random next tokens, backward and
 ``torch.optim.AdamW.step()`` — the same PyTorch optimizer for every model (its default implementation, which on CPU
 updates one tensor at a time; lr 1e-3, weight decay 0.01 on every parameter), so only the model differs. Steps are
 timed in alternation (bench._timing.interleaved_medians); tokens/s = B·T / median step time; the ratio is ours /
-torch in tokens/s (> 1: ours trains faster).
+torch in tokens/s (> 1: ours trains faster), each model against the twin with its activation.
 
 Peak memory, two measurements per model, each in a fresh subprocess so the models cannot share a high-water mark:
   saved for backward  the bytes of the distinct tensor storages autograd keeps from one forward pass
@@ -49,10 +53,15 @@ from transformer_from_scratch.interop.torch_nn import encoder_layer_from_ours  #
 from transformer_from_scratch.models.gpt import GPT  # noqa: E402
 
 N_LAYERS, N_HEADS, D_MODEL, CONTEXT, BATCH, VOCAB = 4, 4, 128, 64, 12, 512
-MODELS = ("ours", "ours fused", "torch")
+MODELS = ("ours", "ours fused", "torch", "ours, exact GELU", "torch, exact GELU")
+TWIN = {"ours": "torch", "ours fused": "torch", "ours, exact GELU": "torch, exact GELU"}  # model -> its baseline
 
 
-def gpt_config(*, fused: bool = False) -> GPTConfig:
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")  # PyTorch's fused kernel for GPT-2's gelu_new
+
+
+def gpt_config(*, fused: bool = False, exact_gelu: bool = False) -> GPTConfig:
     return GPTConfig(
         vocab_size=VOCAB,
         d_model=D_MODEL,
@@ -63,7 +72,7 @@ def gpt_config(*, fused: bool = False) -> GPTConfig:
         dropout=0.0,
         embedding_dropout=0.0,
         attention_dropout=0.0,
-        activation="gelu",
+        activation="gelu" if exact_gelu else "gelu_tanh",
         fused=fused,
     )
 
@@ -72,12 +81,12 @@ class TorchEncoderLM(nn.Module):
     """A GPT from torch.nn parts: token + learned position embeddings, a pre-LN nn.TransformerEncoder with a
     causal mask and a final LayerNorm, and an output projection tied to the token embedding."""
 
-    def __init__(self, vocab_size: int, d_model: int, n_heads: int, n_layers: int, d_ff: int, context: int):
+    def __init__(self, vocab_size: int, d_model: int, n_heads: int, n_layers: int, d_ff: int, context: int, activation):
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, d_model)
         self.positions = nn.Embedding(context, d_model)
         layer = nn.TransformerEncoderLayer(
-            d_model, n_heads, d_ff, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+            d_model, n_heads, d_ff, dropout=0.0, activation=activation, batch_first=True, norm_first=True
         )
         self.encoder = nn.TransformerEncoder(layer, n_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
         # nn.* masks: True / -inf = blocked (the opposite polarity of our `allowed`)
@@ -93,7 +102,8 @@ class TorchEncoderLM(nn.Module):
 def baseline_from_ours(ours: GPT) -> TorchEncoderLM:
     """The torch.nn twin of ``ours``, holding the same weights (via interop.torch_nn's key mapping)."""
     c = ours.config
-    twin = TorchEncoderLM(c.vocab_size, c.d_model, c.n_heads, c.n_layers, c.d_ff, c.max_len)
+    activation = {"gelu": "gelu", "gelu_tanh": _gelu_tanh}[c.activation]
+    twin = TorchEncoderLM(c.vocab_size, c.d_model, c.n_heads, c.n_layers, c.d_ff, c.max_len, activation)
     state = {"tokens.weight": ours.token.weight.detach(), "positions.weight": ours.position.weight.detach()}
     for i, block in enumerate(ours.decoder.layers):
         for key, value in encoder_layer_from_ours(block.state_dict()).items():
@@ -110,16 +120,17 @@ def logits_of(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
 
 
 def build(name: str) -> nn.Module:
-    """The three candidates, all with the weights of one seeded GPT."""
+    """One of MODELS, all with the weights of one seeded GPT."""
+    exact = name.endswith("exact GELU")
     torch.manual_seed(0)
-    ours = GPT(gpt_config())
-    if name == "ours":
-        return ours.train()
+    ours = GPT(gpt_config(exact_gelu=exact))
+    if name.startswith("torch"):
+        return baseline_from_ours(ours).train()
     if name == "ours fused":
         fused = GPT(gpt_config(fused=True))
         fused.load_state_dict(ours.state_dict())
         return fused.train()
-    return baseline_from_ours(ours).train()
+    return ours.train()
 
 
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,11 +154,12 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 
 def check_equivalent() -> float:
-    """Largest |logit difference| between the candidates on one batch (they share their weights)."""
+    """Largest |logit difference| between each model and its twin on one batch (they share their weights)."""
     x, _ = batch()
     with torch.no_grad():
-        reference = logits_of(build("ours"), x)
-        return max(float((logits_of(build(name), x) - reference).abs().max()) for name in MODELS[1:])
+        return max(
+            float((logits_of(build(name), x) - logits_of(build(twin), x)).abs().max()) for name, twin in TWIN.items()
+        )
 
 
 def saved_for_backward_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
@@ -230,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     warmup = 1 if args.quick else 3
     err = check_equivalent()
     if err > 1e-4:
-        raise AssertionError(f"the candidates differ by {err:.2e} in their logits; they are not the same model")
+        raise AssertionError(f"a model and its twin differ by {err:.2e} in their logits; they are not the same model")
     x, y = batch()
     models = {name: build(name) for name in MODELS}
     n_params = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
@@ -254,17 +266,19 @@ def main(argv: list[str] | None = None) -> None:
                 "parameters": f"{n_params[name]:,}",
                 "ms / step": f"{1e3 * med[name]:.1f}",
                 "tokens/s": f"{tokens / med[name]:,.0f}",
-                "ratio vs torch (tokens/s)": f"{med['torch'] / med[name]:.2f}",
+                "ratio vs its twin (tokens/s)": f"{med[TWIN[name]] / med[name]:.2f}" if name in TWIN else "1.00",
                 "saved for backward (MiB)": f"{memory[name]['saved_mib']:.1f}",
                 "peak RSS increase (MiB)": "n/a" if rss is None else f"{rss:.1f}",
             }
         )
     print_table(rows, list(rows[0]))
     print()
+    ratio = {name: med[twin] / med[name] for name, twin in TWIN.items()}
     print(
-        f"ours / torch = {med['torch'] / med['ours']:.2f}x in tokens/s (hand-written attention; target ≥ 1.0), "
-        f"ours fused / torch = {med['torch'] / med['ours fused']:.2f}x. Memory: autograd's saved tensors (exact) "
-        "and the peak resident-set increase over 5 steps, each model in its own subprocess."
+        f"GPT-2's GELU (our GPT's default): ours / torch = {ratio['ours']:.2f}x in tokens/s (hand-written attention; "
+        f"target ≥ 1.0), ours fused / torch = {ratio['ours fused']:.2f}x. Exact GELU: ours / torch = "
+        f"{ratio['ours, exact GELU']:.2f}x. Memory: autograd's saved tensors (exact) and the peak resident-set "
+        "increase over 5 steps, each model in its own subprocess."
     )
 
 
