@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 
 import pytest
 
+from transformer_from_scratch import cli
 from transformer_from_scratch.cli import main
 from transformer_from_scratch.verification import CHECKS
 
@@ -155,3 +157,19 @@ def test_train_bert_reports_masked_accuracy_against_the_baseline_and_nsp(tmp_pat
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == list(range(1, 11))
     assert (tmp_path / "tokenizer.json").exists()
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    """Without --out each run creates runs/<timestamp>; a second run in the same second must not reuse it."""
+
+    class FrozenClock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 11, 29, 7, 30, 5)
+
+    monkeypatch.setattr(cli, "datetime", FrozenClock)
+    monkeypatch.setenv("TFS_RUNS_DIR", str(tmp_path / "runs"))
+    folders = [cli._runs_dir(None) for _ in range(3)]
+    assert [f.name for f in folders] == ["20261129-073005", "20261129-073005-2", "20261129-073005-3"]
+    assert all(f.is_dir() and f.parent == tmp_path / "runs" for f in folders)
+    assert cli._runs_dir(str(tmp_path / "mine")) == tmp_path / "mine"  # --out is used as given

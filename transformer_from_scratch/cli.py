@@ -56,11 +56,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _runs_dir(out: str | None) -> Path:
-    """``--out`` if given, else ``$TFS_RUNS_DIR`` (default ``runs``) / <timestamp>."""
+    """``--out`` if given, else a new folder ``$TFS_RUNS_DIR`` (default ``runs``) / <timestamp>.
+
+    The folder is created here, so two runs started in the same second get their own (the second one
+    ``<timestamp>-2``) instead of writing into each other's files.
+    """
     if out is not None:
         return Path(out)
     base = Path(os.environ.get("TFS_RUNS_DIR", "runs"))
-    return base / datetime.now().strftime("%Y%m%d-%H%M%S")
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder, n = base / stamp, 1
+    while True:
+        try:
+            folder.mkdir()  # atomic: exactly one process creates a given folder
+            return folder
+        except FileExistsError:
+            n += 1
+            folder = base / f"{stamp}-{n}"
 
 
 def _plot_run(history: list[dict], folder: Path) -> list[Path]:
@@ -345,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=_positive_int, default=None, help="checkpoint every N steps")
     p.add_argument("--beam-size", type=_positive_int, default=1, help="beam width for the final evaluation")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", default=None, help="folder for checkpoints and history.jsonl (default runs/<time>)")
+    p.add_argument("--out", default=None, help="folder for checkpoints and history.jsonl (default runs/<timestamp>)")
     p.add_argument("--resume", default=None, help="continue from a checkpoint folder (or an --out folder)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_gpt_arguments(p)  # --tokenizer, --n-layers, --d-model, --context, --data, ... (used by `train gpt`)
