@@ -83,7 +83,8 @@ def test_train_writes_history_and_checkpoints_and_resumes_the_same_run(tmp_path,
         (["train", "bert", "--resume", "/no/such/run"], "no checkpoint at /no/such/run"),
     ],
 )
-def test_errors_are_one_line_without_traceback(argv, message, capsys):
+def test_errors_are_one_line_without_traceback(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TFS_RUNS_DIR", str(tmp_path / "runs"))
     with pytest.raises(SystemExit) as exit_info:
         raise SystemExit(main(argv))
     assert exit_info.value.code == 2
@@ -91,6 +92,7 @@ def test_errors_are_one_line_without_traceback(argv, message, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert "Traceback" not in err and message in lines[0]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no empty run folder left
 
 
 def test_corrupted_checkpoint_is_one_line(tmp_path, capsys):

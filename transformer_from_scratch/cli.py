@@ -55,11 +55,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+_CREATED_RUN_FOLDERS: list[Path] = []  # made by _runs_dir during this command; main() removes the empty ones
+
+
 def _runs_dir(out: str | None) -> Path:
     """``--out`` if given, else a new folder ``$TFS_RUNS_DIR`` (default ``runs``) / <timestamp>.
 
     The folder is created here, so two runs started in the same second get their own (the second one
-    ``<timestamp>-2``) instead of writing into each other's files.
+    ``<timestamp>-2``) instead of writing into each other's files. A command that stops with an error before
+    writing anything leaves no empty folder behind (see :func:`main`).
     """
     if out is not None:
         return Path(out)
@@ -70,6 +74,7 @@ def _runs_dir(out: str | None) -> Path:
     while True:
         try:
             folder.mkdir()  # atomic: exactly one process creates a given folder
+            _CREATED_RUN_FOLDERS.append(folder)
             return folder
         except FileExistsError:
             n += 1
@@ -390,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tfs: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for folder in _CREATED_RUN_FOLDERS:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()  # e.g. the command failed on its arguments before writing anything
+        _CREATED_RUN_FOLDERS.clear()
 
 
 if __name__ == "__main__":
