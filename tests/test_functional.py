@@ -530,8 +530,8 @@ def test_check_allowed_accepts_broadcastable_masks():
 
 @given(st.lists(st.lists(st.sampled_from([0, 1, 1, 2, 3]), max_size=4), min_size=1, max_size=3))
 def test_broadcast_shape_agrees_with_torch_broadcast_shapes(shapes):
-    """The shape checks of every attention call use a written-out broadcast rule (torch.broadcast_shapes costs
-    ~30 µs a call); it must accept, reject and size exactly as PyTorch does — length-0 axes included."""
+    """The shape checks of every attention call use a written-out broadcast rule (torch.broadcast_shapes is ~10×
+    slower); it must accept, reject and size exactly as PyTorch does — length-0 axes included."""
     try:
         expected = tuple(torch.broadcast_shapes(*map(tuple, shapes)))
     except RuntimeError:

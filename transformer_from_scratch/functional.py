@@ -112,7 +112,8 @@ def _broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...] | None:
     """The shape that ``shapes`` broadcast to (NumPy/PyTorch rules), or None when they do not broadcast.
 
     Written out rather than ``torch.broadcast_shapes``, which runs through PyTorch's Python reference
-    implementation (~30 µs a call) — a cost paid several times by every attention call for checks alone.
+    implementation (11–17 µs a call on the project's CPU, against ~1.5 µs here) — a cost paid three times by
+    every attention call, for checks alone.
     """
     out: list[int] = []
     for sizes in itertools.zip_longest(*(reversed(tuple(s)) for s in shapes), fillvalue=1):  # right-aligned
