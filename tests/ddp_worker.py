@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from transformer_from_scratch.functional import cross_entropy
 from transformer_from_scratch.training import trainer as trainer_module
-from transformer_from_scratch.training.losses import cross_entropy
 from transformer_from_scratch.training.trainer import TrainConfig, Trainer
 
 GLOBAL_BATCH = 8  # rows per micro-batch over all processes; each of the 2 ranks trains on 4 of them

@@ -293,7 +293,7 @@ def test_loss_is_the_sum_of_mlm_and_nsp_and_either_alone_works():
 
 
 def test_an_mlm_batch_with_nothing_selected_gives_zero_not_nan():
-    """Deviation inherited from training.losses.cross_entropy: F.cross_entropy would give NaN."""
+    """Deviation inherited from functional.cross_entropy: F.cross_entropy would give NaN."""
     model = BertForPreTraining(tiny())
     out = model(ids(25), mlm_labels=torch.full((B, T), -100))
     assert float(out.loss.detach()) == 0.0

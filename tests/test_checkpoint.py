@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from transformer_from_scratch.functional import cross_entropy
 from transformer_from_scratch.training import checkpoint as ckpt
 from transformer_from_scratch.training.checkpoint import (
     CheckpointError,
@@ -24,7 +25,6 @@ from transformer_from_scratch.training.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from transformer_from_scratch.training.losses import cross_entropy
 from transformer_from_scratch.training.optim import AdamW, param_groups_for_weight_decay
 from transformer_from_scratch.training.trainer import TrainConfig, Trainer
 

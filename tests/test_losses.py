@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transformer_from_scratch.training.losses import cross_entropy, log_softmax
+from transformer_from_scratch.functional import cross_entropy, log_softmax
 
 TOL = {torch.float64: {"rtol": 1e-12, "atol": 1e-12}, torch.float32: {"rtol": 1e-6, "atol": 1e-6}}
 

@@ -16,9 +16,9 @@ from torch import nn
 from torch.testing import assert_close
 
 from transformer_from_scratch.attention import MultiHeadAttention
+from transformer_from_scratch.functional import cross_entropy
 from transformer_from_scratch.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from transformer_from_scratch.training.clipping import clip_grad_norm_
-from transformer_from_scratch.training.losses import cross_entropy
 from transformer_from_scratch.training.optim import AdamW, param_groups_for_weight_decay
 from transformer_from_scratch.training.schedules import cosine_with_warmup, set_lr
 from transformer_from_scratch.training.trainer import NonFiniteLossError, TrainConfig, Trainer, _shard

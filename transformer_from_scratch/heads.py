@@ -126,9 +126,6 @@ def pretraining_loss(
     may be left out (its loss is then None and the total is the other one). Positions whose label is
     ``ignore_index`` contribute nothing — neither to the sum nor to the count of the mean.
     """
-    # Imported here: ``training`` imports the models package (seq2seq recipes), which imports this module.
-    from .training.losses import cross_entropy
-
     mlm_loss = nsp_loss = None
     if (mlm_logits is None) != (mlm_labels is None):
         raise ValueError("pass both mlm_logits and mlm_labels, or neither")
@@ -137,11 +134,11 @@ def pretraining_loss(
     if mlm_logits is None and nsp_logits is None:
         raise ValueError("pretraining_loss needs mlm_labels, nsp_labels or both")
     if mlm_logits is not None:
-        mlm_loss = cross_entropy(mlm_logits, mlm_labels.to(mlm_logits.device), ignore_index=ignore_index)
+        mlm_loss = tf.cross_entropy(mlm_logits, mlm_labels.to(mlm_logits.device), ignore_index=ignore_index)
     if nsp_logits is not None:
         if nsp_labels.numel() and not bool(((nsp_labels == IS_NEXT) | (nsp_labels == NOT_NEXT)).all()):
             raise ValueError(f"nsp_labels must be 0 (IsNext) or 1 (NotNext), got {torch.unique(nsp_labels).tolist()}")
-        nsp_loss = cross_entropy(nsp_logits, nsp_labels.to(nsp_logits.device))
+        nsp_loss = tf.cross_entropy(nsp_logits, nsp_labels.to(nsp_logits.device))
     if mlm_loss is None:
         return nsp_loss, None, nsp_loss
     return (mlm_loss if nsp_loss is None else mlm_loss + nsp_loss), mlm_loss, nsp_loss

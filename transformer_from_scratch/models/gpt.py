@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from .. import masks
 from ..attention import KVCache
 from ..config import GPTConfig
+from ..functional import cross_entropy
 from ..layers import LayerNorm, RMSNorm, TokenEmbedding
 from ..positional import LearnedPositionalEmbedding, RotaryEmbedding
 from ..stacks import Encoder
@@ -86,9 +87,6 @@ def causal_lm_loss(logits: Tensor, labels: Tensor, valid: Tensor | None = None, 
     # Deviation from Hugging Face: ``GPT2LMHeadModel`` scores that prediction (from a padded query row); we
     # ignore it. With labels of -100 on the padding *and* on each row's first real token the two losses agree.
     """
-    # Imported here: ``training`` imports the models package (seq2seq recipes), which imports this module.
-    from ..training.losses import cross_entropy
-
     targets = labels[:, 1:]  # (B, T-1): the token after each position
     if valid is not None:
         targets = torch.where(valid[:, :-1], targets, torch.full_like(targets, ignore_index))  # padded query: none

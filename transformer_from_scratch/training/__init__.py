@@ -6,6 +6,7 @@ Each piece is written from scratch and tested against its PyTorch counterpart:
 ``torch.nn.utils.clip_grad_norm_``, ``cosine_with_warmup`` ≡ ``LinearLR`` followed by ``CosineAnnealingLR``.
 """
 
+from ..functional import cross_entropy, log_softmax
 from .batching import Seq2SeqBatch, lm_batch, pad_batch, pad_pairs
 from .checkpoint import (
     CheckpointError,
@@ -17,7 +18,6 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .clipping import clip_grad_norm_, grad_norm
-from .losses import cross_entropy, log_softmax
 from .optim import AdamW, param_groups_for_weight_decay
 from .schedules import Schedule, constant, cosine_with_warmup, inverse_sqrt, set_lr
 from .trainer import History, NonFiniteLossError, TrainConfig, Trainer

@@ -34,7 +34,8 @@ The task is given as three callables, so any model fits:
 
 Example::
 
-    from transformer_from_scratch.training import Trainer, TrainConfig, cross_entropy, lm_batch
+    from transformer_from_scratch.functional import cross_entropy
+    from transformer_from_scratch.training import Trainer, TrainConfig, lm_batch
 
     def loss_fn(model, batch):
         x, y = batch                                                   # (B, T), (B, T)
