@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transformer_from_scratch import masks
+from transformer_from_scratch.datasets.batching import Seq2SeqBatch, lm_batch, pad_batch, pad_pairs
 from transformer_from_scratch.functional import cross_entropy
-from transformer_from_scratch.training.batching import Seq2SeqBatch, lm_batch, pad_batch, pad_pairs
 
 # ---- language-model windows --------------------------------------------------------------------------
 

@@ -20,9 +20,9 @@ from torch import nn
 from torch.testing import assert_close
 
 from transformer_from_scratch.config import TransformerConfig
-from transformer_from_scratch.datasets import synthetic
+from transformer_from_scratch.datasets import Seq2SeqBatch, synthetic
 from transformer_from_scratch.models import EncoderDecoder
-from transformer_from_scratch.training import Seq2SeqBatch, list_checkpoints
+from transformer_from_scratch.training import list_checkpoints
 from transformer_from_scratch.training.seq2seq import (
     SyntheticRun,
     decode,

@@ -8,10 +8,13 @@
     stories.py      bAbI-style stories (tasks 1–2) with extractive answers as character spans
     sentiment.py    short reviews whose labels depend on negation and contrast
     reports.py      short factual reports with one-sentence reference summaries
+    batching.py     token ids -> training batches: language-model windows, padded sequences and (source, target)
+                    pairs for teacher forcing
 
 Provenance, sizes and licenses of every corpus: data/README.md.
 """
 
+from .batching import Seq2SeqBatch, lm_batch, pad_batch, pad_pairs
 from .synthetic import (
     SAMPLE_SEED,
     SAMPLE_SIZE,
@@ -27,6 +30,10 @@ from .synthetic import (
 )
 
 __all__ = [
+    "Seq2SeqBatch",
+    "lm_batch",
+    "pad_batch",
+    "pad_pairs",
     "TASKS",
     "SymbolVocab",
     "make_task",

@@ -32,7 +32,7 @@ from typing import ClassVar
 
 import torch
 
-from ..training.batching import Seq2SeqBatch, pad_pairs
+from .batching import Seq2SeqBatch, pad_pairs
 
 __all__ = [
     "TASKS",

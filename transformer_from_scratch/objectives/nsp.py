@@ -43,7 +43,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..training.batching import pad_batch
+from ..datasets.batching import pad_batch
 
 __all__ = ["IS_NEXT", "NOT_NEXT", "NSPExample", "NSPBatch", "make_nsp_pairs", "pack_pair", "collate_nsp"]
 

@@ -1,13 +1,12 @@
-"""Training: the Trainer loop, safetensors checkpoints, losses, the AdamW optimiser, gradient clipping,
-learning-rate schedules, batching and run helpers.
+"""Training: the Trainer loop, safetensors checkpoints, the AdamW optimiser, gradient clipping, learning-rate
+schedules and run helpers. (The loss, ``functional.cross_entropy``, lives beside the functional core; batches are
+made in ``datasets.batching``.)
 
 Each piece is written from scratch and tested against its PyTorch counterpart:
-``cross_entropy`` ≡ ``F.cross_entropy``, ``AdamW`` ≡ ``torch.optim.AdamW``, ``clip_grad_norm_`` ≡
+``AdamW`` ≡ ``torch.optim.AdamW``, ``clip_grad_norm_`` ≡
 ``torch.nn.utils.clip_grad_norm_``, ``cosine_with_warmup`` ≡ ``LinearLR`` followed by ``CosineAnnealingLR``.
 """
 
-from ..functional import cross_entropy, log_softmax
-from .batching import Seq2SeqBatch, lm_batch, pad_batch, pad_pairs
 from .checkpoint import (
     CheckpointError,
     latest_checkpoint,
@@ -37,18 +36,12 @@ __all__ = [
     "save_checkpoint",
     "AdamW",
     "Schedule",
-    "Seq2SeqBatch",
     "clip_grad_norm_",
     "constant",
     "cosine_with_warmup",
     "count_parameters",
-    "cross_entropy",
     "grad_norm",
     "inverse_sqrt",
-    "lm_batch",
-    "log_softmax",
-    "pad_batch",
-    "pad_pairs",
     "param_groups_for_weight_decay",
     "pick_device",
     "seed_everything",

@@ -63,11 +63,11 @@ from torch import Tensor, nn
 
 from .. import generation
 from ..config import GPTConfig
+from ..datasets.batching import lm_batch
 from ..datasets.corpus import corpus_cache_dir, load_python_docs_corpus
 from ..functional import cross_entropy
 from ..models.gpt import GPT
 from ..tokenizers import BPETokenizer, CharTokenizer, SpecialTokens, Tokenizer
-from .batching import lm_batch
 from .trainer import TrainConfig, Trainer
 from .utils import count_parameters, seed_everything
 

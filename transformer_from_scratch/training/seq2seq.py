@@ -23,10 +23,10 @@ from torch import nn
 from .. import generation
 from ..config import TransformerConfig
 from ..datasets import synthetic
+from ..datasets.batching import Seq2SeqBatch, pad_batch
 from ..functional import cross_entropy
 from ..metrics import exact_match, token_accuracy
 from ..models import EncoderDecoder
-from .batching import Seq2SeqBatch, pad_batch
 from .trainer import TrainConfig, Trainer
 from .utils import seed_everything
 
