@@ -1,5 +1,5 @@
 """attention.MultiHeadAttention: the NumPy reference, nn.MultiheadAttention as an oracle, gradcheck,
-the fused path against the hand-written one, dropout, and every error message."""
+the kernels and PyTorch implementations against the textbook one, dropout, and every error message."""
 
 from __future__ import annotations
 
@@ -190,54 +190,58 @@ def test_cross_attention_with_key_padding_matches_nn_multiheadattention(gen):
     assert_close(w.mean(dim=1), their_mean, **ORACLE32)
 
 
-# ---- fused path ----------------------------------------------------------------------------------------
+# ---- the other implementations (impl="kernels", impl="torch") against the textbook ----------------------------
+
+OTHER_IMPLS = ["kernels", "torch"]
 
 
-def fused_twin(mha: MultiHeadAttention) -> MultiHeadAttention:
-    twin = MultiHeadAttention(mha.d_model, mha.n_heads, fused=True).to(mha.q_proj.weight.dtype)
-    twin.load_state_dict(mha.state_dict())
-    return twin
+def twin(mha: MultiHeadAttention, impl: str) -> MultiHeadAttention:
+    other = MultiHeadAttention(mha.d_model, mha.n_heads, impl=impl).to(mha.q_proj.weight.dtype)
+    other.load_state_dict(mha.state_dict())
+    return other
 
 
+@pytest.mark.parametrize("impl", OTHER_IMPLS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_fused_equals_hand_written_self_attention(gen, dtype):
+def test_impl_equals_plain_self_attention(gen, dtype, impl):
     mha, x, allowed, bias = self_attention_case(gen, dtype=dtype)
-    fused = fused_twin(mha)
+    other = twin(mha, impl)
     tol = F64 if dtype == torch.float64 else F32
     for kwargs in ({}, {"allowed": allowed}, {"bias": bias}, {"allowed": allowed, "bias": bias}):
-        assert_close(fused(x, **kwargs), mha(x, **kwargs), **tol)
+        assert_close(other(x, **kwargs), mha(x, **kwargs), **tol)
 
 
+@pytest.mark.parametrize("impl", OTHER_IMPLS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_fused_equals_hand_written_cross_attention_with_fully_masked_rows(gen, dtype):
+def test_impl_equals_plain_cross_attention_with_fully_masked_rows(gen, dtype, impl):
     mha, x_q, x_kv, allowed, bias = cross_attention_case(gen, dtype=dtype)
-    fused = fused_twin(mha)
+    other = twin(mha, impl)
     tol = F64 if dtype == torch.float64 else F32
     for kwargs in ({"allowed": allowed}, {"allowed": allowed, "bias": bias}):
-        out = fused(x_q, x_kv, **kwargs)
+        out = other(x_q, x_kv, **kwargs)
         assert not torch.isnan(out).any()
         assert_close(out, mha(x_q, x_kv, **kwargs), **tol)
         assert_close(out[1, 2:], mha.out_proj.bias.expand(2, 8), **tol)  # padded queries: zero attention
 
 
-def test_fused_with_a_neg_inf_bias_row_gives_zero_not_nan(gen):
+@pytest.mark.parametrize("impl", OTHER_IMPLS)
+def test_impl_with_a_neg_inf_bias_row_gives_zero_not_nan(gen, impl):
     mha, x_q, x_kv, _, bias = cross_attention_case(gen)
     bias = bias.clone()
     bias[0, :, 1] = float("-inf")  # query 1 of batch row 0 blocked through the bias alone
-    fused = fused_twin(mha)
-    out = fused(x_q, x_kv, bias=bias)
+    out = twin(mha, impl)(x_q, x_kv, bias=bias)
     assert not torch.isnan(out).any()
     assert_close(out, mha(x_q, x_kv, bias=bias), **F64)
 
 
-def test_fused_zeroes_empty_rows_even_if_the_kernel_returns_nan(gen, monkeypatch):
-    """Older torch versions return NaN for a query with no allowed key; the fused path must still give 0.
+def test_torch_impl_zeroes_empty_rows_even_if_the_kernel_returns_nan(gen, monkeypatch):
+    """Older torch versions return NaN for a query with no allowed key; impl="torch" must still give 0.
 
     torch 2.13 already returns zeros there, so the kernel is wrapped to behave like the older ones.
     """
-    from transformer_from_scratch import attention
+    from transformer_from_scratch import fused
 
-    kernel = attention.F.scaled_dot_product_attention
+    kernel = fused.F.scaled_dot_product_attention
 
     def nan_on_empty_rows(q, k, v, attn_mask=None, **kwargs):
         out = kernel(q, k, v, attn_mask=attn_mask, **kwargs)
@@ -245,20 +249,21 @@ def test_fused_zeroes_empty_rows_even_if_the_kernel_returns_nan(gen, monkeypatch
         empty = blocked.expand(*q.shape[:-1], k.shape[-2]).all(-1, keepdim=True)  # (B,H,T,1)
         return out.masked_fill(empty, float("nan"))
 
-    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", nan_on_empty_rows)
+    monkeypatch.setattr(fused.F, "scaled_dot_product_attention", nan_on_empty_rows)
     mha, x_q, x_kv, allowed, bias = cross_attention_case(gen)
-    fused = fused_twin(mha)
+    other = twin(mha, "torch")
     for kwargs in ({"allowed": allowed}, {"allowed": allowed, "bias": bias}):
-        out = fused(x_q, x_kv, **kwargs)
+        out = other(x_q, x_kv, **kwargs)
         assert not torch.isnan(out).any()
         assert_close(out, mha(x_q, x_kv, **kwargs), **F64)
 
 
-def test_fused_gradients_equal_hand_written(gen):
+@pytest.mark.parametrize("impl", OTHER_IMPLS)
+def test_impl_gradients_equal_plain(gen, impl):
     mha, x_q, x_kv, allowed, bias = cross_attention_case(gen)
-    fused = fused_twin(mha)
+    other = twin(mha, impl)
     grads = []
-    for module in (mha, fused):
+    for module in (mha, other):
         xq = x_q.clone().requires_grad_()
         module.zero_grad()
         module(xq, x_kv, allowed=allowed, bias=bias).pow(2).sum().backward()
@@ -268,9 +273,10 @@ def test_fused_gradients_equal_hand_written(gen):
         assert_close(b, a, **F64)
 
 
-def test_fused_can_still_return_weights(gen):
+@pytest.mark.parametrize("impl", OTHER_IMPLS)
+def test_impl_can_return_weights(gen, impl):
     mha, x, allowed, bias = self_attention_case(gen)
-    out, w = fused_twin(mha)(x, allowed=allowed, return_weights=True)
+    out, w = twin(mha, impl)(x, allowed=allowed, return_weights=True)
     expected_out, expected_w = mha(x, allowed=allowed, return_weights=True)
     assert_close(out, expected_out, **F64)
     assert_close(w, expected_w, **F64)
@@ -279,9 +285,9 @@ def test_fused_can_still_return_weights(gen):
 # ---- dropout -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_dropout_only_in_train_mode(gen, fused):
-    mha = random_mha(gen, 8, 2, dropout=0.5, fused=fused)
+@pytest.mark.parametrize("impl", ["plain", *OTHER_IMPLS])
+def test_dropout_only_in_train_mode(gen, impl):
+    mha = random_mha(gen, 8, 2, dropout=0.5, impl=impl)
     plain = random_mha(torch.Generator().manual_seed(1234), 8, 2)  # same weights, no dropout
     mha.load_state_dict(plain.state_dict())
     x = randn(gen, 2, 6, 8)
@@ -356,8 +362,9 @@ def test_forward_errors(gen):
         mha(x_q, x_kv, bias=torch.zeros(2, 3, 3, 5, dtype=torch.float64))
 
 
-def test_forward_errors_fused(gen):
-    mha = fused_twin(random_mha(gen, 8, 2))
+@pytest.mark.parametrize("impl", OTHER_IMPLS)
+def test_forward_errors_other_impls(gen, impl):
+    mha = twin(random_mha(gen, 8, 2), impl)
     x_q, x_kv = randn(gen, 2, 3, 8), randn(gen, 2, 5, 8)
     with pytest.raises(TypeError, match="allowed must have dtype torch.bool"):
         mha(x_q, x_kv, allowed=torch.ones(3, 5))

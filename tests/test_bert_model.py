@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transformer_from_scratch import masks, pooling
-from transformer_from_scratch.config import BertConfig
+from transformer_from_scratch.config import BertConfig, BlockConfig
 from transformer_from_scratch.heads import MLMHead, NSPHead, pretraining_loss
 from transformer_from_scratch.models import BertForPreTraining, BertModel
 from transformer_from_scratch.reference import bert as ref
@@ -187,21 +187,24 @@ def test_hidden_states_are_the_embeddings_then_each_block():
     torch.testing.assert_close(out.pooled, torch.tanh(model.pooler.dense(h[:, 0])), rtol=0, atol=0)
 
 
-def test_encoder_return_hidden_states_keeps_the_old_return_types():
-    """The stack extension used by BERT: hidden states before the final norm, old call forms unchanged."""
-    enc = randomize_(Encoder(2, 12, 3, 20, final_norm=True), 17).double().eval()
+def test_encoder_hidden_states_and_weights_change_no_number():
+    """The stack's output used by BERT: hidden states before the final norm; asking for more changes nothing."""
+    enc = randomize_(Encoder(BlockConfig(12, 3, 20), 2, final_norm=True), 17).double().eval()
     x = torch.randn(2, 5, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(18))
     out = enc(x)
-    out_w, weights = enc(x, return_attention=True)
-    out_h, hidden = enc(x, return_hidden_states=True)
-    out_wh, weights2, hidden2 = enc(x, return_attention=True, return_hidden_states=True)
-    for other in (out_w, out_h, out_wh):
-        torch.testing.assert_close(other, out, rtol=0, atol=0)
-    assert len(weights) == len(weights2) == 2 and len(hidden) == len(hidden2) == 3
+    assert out.hidden_states is None and out.attentions is None and out.cross_attentions is None
+    with_w = enc(x, return_attention=True)
+    with_h = enc(x, return_hidden_states=True)
+    with_wh = enc(x, return_attention=True, return_hidden_states=True)
+    for other in (with_w, with_h, with_wh):
+        torch.testing.assert_close(other.last_hidden_state, out.last_hidden_state, rtol=0, atol=0)
+    assert len(with_w.attentions) == len(with_wh.attentions) == 2
+    assert len(with_h.hidden_states) == len(with_wh.hidden_states) == 3
+    hidden = with_h.hidden_states
     assert hidden[0] is x
     torch.testing.assert_close(hidden[1], enc.layers[0](x), rtol=0, atol=0)
-    torch.testing.assert_close(out, enc.final_norm(hidden[-1]), rtol=0, atol=0)
-    assert not torch.allclose(out, hidden[-1])
+    torch.testing.assert_close(out.last_hidden_state, enc.final_norm(hidden[-1]), rtol=0, atol=0)
+    assert not torch.allclose(out.last_hidden_state, hidden[-1])
 
 
 # ---- tied MLM decoder ------------------------------------------------------------------------------------------
@@ -472,9 +475,9 @@ def test_dropout_settings_reach_every_place():
 def test_input_errors_are_actionable():
     model = BertModel(tiny())
     x = ids(34)
-    with pytest.raises(ValueError, match="input_ids contains id 29, outside the vocabulary of size 29"):
+    with pytest.raises(ValueError, match="input_ids: token id 29 is outside the vocabulary of size 29"):
         model(torch.full((B, T), 29))
-    with pytest.raises(ValueError, match="token_type_ids contains id 3, outside the segment vocabulary of size 3"):
+    with pytest.raises(ValueError, match="token_type_ids: token id 3 is outside the segment vocabulary of size 3"):
         model(x, token_type_ids=torch.full((B, T), 3))
     with pytest.raises(ValueError, match=r"token_type_ids must have the shape of input_ids \(3, 7\)"):
         model(x, token_type_ids=torch.zeros(B, 6, dtype=torch.long))

@@ -16,6 +16,7 @@ from torch.func import functional_call
 
 from transformer_from_scratch import masks
 from transformer_from_scratch.blocks import DecoderBlock, EncoderBlock
+from transformer_from_scratch.config import BlockConfig
 from transformer_from_scratch.positional import RotaryEmbedding
 from transformer_from_scratch.reference import blocks as ref
 from transformer_from_scratch.stacks import Decoder, Encoder
@@ -61,7 +62,9 @@ def encoder_mask(kind: str) -> torch.Tensor:
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 @pytest.mark.parametrize("mask", ["padding", "causal+padding"])
 def test_encoder_block_matches_reference_float64(norm_first, activation, mask):
-    block = randomize_(EncoderBlock(D, H, FF, activation=activation, norm_first=norm_first), 1).double().eval()
+    block = (
+        randomize_(EncoderBlock(BlockConfig(D, H, FF, activation=activation, norm_first=norm_first)), 1).double().eval()
+    )
     x, allowed = randn(2, B, S, D), encoder_mask(mask)
     out, w = block(x, allowed=allowed, return_attention=True)
     ref_out, ref_w = ref.encoder_block(
@@ -80,7 +83,9 @@ def test_encoder_block_matches_reference_float64(norm_first, activation, mask):
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post-LN", "pre-LN"])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_decoder_block_matches_reference_float64(norm_first, activation):
-    block = randomize_(DecoderBlock(D, H, FF, activation=activation, norm_first=norm_first), 3).double().eval()
+    block = (
+        randomize_(DecoderBlock(BlockConfig(D, H, FF, activation=activation, norm_first=norm_first)), 3).double().eval()
+    )
     y, memory = randn(4, B, T, D), randn(5, B, S, D)
     self_allowed = masks.combine(masks.causal_mask(T), masks.key_padding(TGT_VALID))  # (B,1,T,T)
     cross_allowed = masks.key_padding(SRC_VALID)  # (B,1,1,S)
@@ -105,8 +110,8 @@ def test_decoder_block_matches_reference_float64(norm_first, activation):
 
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post-LN", "pre-LN"])
 def test_blocks_match_reference_float32(norm_first):
-    enc = randomize_(EncoderBlock(D, H, FF, activation="gelu", norm_first=norm_first), 6).eval()
-    dec = randomize_(DecoderBlock(D, H, FF, norm_first=norm_first), 7).eval()
+    enc = randomize_(EncoderBlock(BlockConfig(D, H, FF, activation="gelu", norm_first=norm_first)), 6).eval()
+    dec = randomize_(DecoderBlock(BlockConfig(D, H, FF, norm_first=norm_first)), 7).eval()
     x, y = randn(8, B, S, D, dtype=torch.float32), randn(9, B, T, D, dtype=torch.float32)
     allowed = masks.key_padding(SRC_VALID)
     self_allowed = masks.combine(masks.causal_mask(T), masks.key_padding(TGT_VALID))
@@ -132,7 +137,9 @@ def test_blocks_match_reference_float32(norm_first):
 
 def test_rms_swiglu_bias_free_block_matches_reference_float64():
     """The Llama-style parts without rotary: RMSNorm, SwiGLU, no biases, pre-norm."""
-    block = EncoderBlock(D, H, FF, norm="rms", norm_first=True, activation="swiglu", bias=False, layer_norm_eps=1e-6)
+    block = EncoderBlock(
+        BlockConfig(D, H, FF, norm="rms", norm_first=True, activation="swiglu", bias=False, layer_norm_eps=1e-6)
+    )
     block = randomize_(block, 10).double().eval()
     assert not any(name.endswith("bias") for name, _ in block.named_parameters())
     x, allowed = randn(11, B, S, D), encoder_mask("causal+padding")
@@ -153,14 +160,14 @@ def test_rms_swiglu_bias_free_block_matches_reference_float64():
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post-LN", "pre-LN"])
 def test_stacks_match_layer_by_layer_reference_float64(norm_first):
     """A stack is its blocks applied in order, plus the final norm exactly when pre-LN (by default)."""
-    enc = randomize_(Encoder(2, D, H, FF, norm_first=norm_first), 12).double().eval()
-    dec = randomize_(Decoder(2, D, H, FF, norm_first=norm_first), 13).double().eval()
+    enc = randomize_(Encoder(BlockConfig(D, H, FF, norm_first=norm_first), 2), 12).double().eval()
+    dec = randomize_(Decoder(BlockConfig(D, H, FF, norm_first=norm_first), 2), 13).double().eval()
     assert (enc.final_norm is not None) == norm_first and (dec.final_norm is not None) == norm_first
     x, y = randn(14, B, S, D), randn(15, B, T, D)
     allowed = masks.key_padding(SRC_VALID)
     self_allowed = masks.combine(masks.causal_mask(T), masks.key_padding(TGT_VALID))
-    memory = enc(x, allowed=allowed)
-    out = dec(y, memory, self_allowed=self_allowed, cross_allowed=allowed)
+    memory = enc(x, allowed=allowed).last_hidden_state
+    out = dec(y, memory, self_allowed=self_allowed, cross_allowed=allowed).last_hidden_state
 
     w_enc, w_dec = numpy_weights(enc), numpy_weights(dec)
     ref_x, ref_y = x.numpy(), y.numpy()
@@ -190,9 +197,9 @@ def test_stacks_match_layer_by_layer_reference_float64(norm_first):
 
 def test_final_norm_can_be_forced_on_a_post_ln_stack():
     """nn.Transformer style: post-LN blocks and a final norm all the same."""
-    enc = randomize_(Encoder(1, D, H, FF, final_norm=True), 16).double().eval()
+    enc = randomize_(Encoder(BlockConfig(D, H, FF), 1, final_norm=True), 16).double().eval()
     x = randn(17, B, S, D)
-    out = enc(x)
+    out = enc(x).last_hidden_state
     inner = enc.layers[0](x)
     torch.testing.assert_close(out, enc.final_norm(inner), rtol=0, atol=0)
     assert not torch.allclose(out, inner)
@@ -202,7 +209,7 @@ def test_final_norm_can_be_forced_on_a_post_ln_stack():
 
 
 def test_encoder_block_weights_are_those_of_its_self_attention():
-    block = randomize_(EncoderBlock(D, H, FF, norm_first=True), 18).double().eval()
+    block = randomize_(EncoderBlock(BlockConfig(D, H, FF, norm_first=True)), 18).double().eval()
     x, allowed = randn(19, B, S, D), encoder_mask("causal+padding")
     _, w = block(x, allowed=allowed, return_attention=True)
     _, expected = block.self_attn(block.norm1(x), allowed=allowed, return_weights=True)
@@ -215,13 +222,16 @@ def test_encoder_block_weights_are_those_of_its_self_attention():
 
 
 def test_decoder_stack_returns_every_layers_self_and_cross_weights():
-    dec = randomize_(Decoder(3, D, H, FF), 20).double().eval()
+    dec = randomize_(Decoder(BlockConfig(D, H, FF), 3), 20).double().eval()
     y, memory = randn(21, B, T, D), randn(22, B, S, D)
     self_allowed = masks.combine(masks.causal_mask(T), masks.key_padding(TGT_VALID))
     cross_allowed = masks.key_padding(SRC_VALID)
-    out, w_self, w_cross = dec(y, memory, self_allowed=self_allowed, cross_allowed=cross_allowed, return_attention=True)
+    result = dec(y, memory, self_allowed=self_allowed, cross_allowed=cross_allowed, return_attention=True)
+    out, w_self, w_cross = result.last_hidden_state, result.attentions, result.cross_attentions
     assert len(w_self) == len(w_cross) == 3
-    torch.testing.assert_close(out, dec(y, memory, self_allowed=self_allowed, cross_allowed=cross_allowed))
+    plain = dec(y, memory, self_allowed=self_allowed, cross_allowed=cross_allowed)
+    assert plain.attentions is None and plain.cross_attentions is None
+    torch.testing.assert_close(out, plain.last_hidden_state)
     h = y
     for layer, ws, wc in zip(dec.layers, w_self, w_cross):
         # post-LN: the self-attention sees the block input, the cross-attention the first sub-layer's output
@@ -241,7 +251,7 @@ def test_decoder_stack_returns_every_layers_self_and_cross_weights():
 
 @given(seed=st.integers(0, 2**31 - 1), t=st.integers(0, T - 2), norm_first=st.booleans())
 def test_decoder_block_future_never_changes_the_past(seed, t, norm_first):
-    block = randomize_(DecoderBlock(D, H, FF, norm_first=norm_first), seed).double().eval()
+    block = randomize_(DecoderBlock(BlockConfig(D, H, FF, norm_first=norm_first)), seed).double().eval()
     y, memory = randn(seed + 1, B, T, D), randn(seed + 2, B, S, D)
     y2 = y.clone()
     y2[:, t + 1 :] += randn(seed + 3, B, T - t - 1, D)
@@ -253,7 +263,7 @@ def test_decoder_block_future_never_changes_the_past(seed, t, norm_first):
 
 @given(seed=st.integers(0, 2**31 - 1), norm_first=st.booleans())
 def test_encoder_block_ignores_padded_tokens(seed, norm_first):
-    block = randomize_(EncoderBlock(D, H, FF, norm_first=norm_first), seed).double().eval()
+    block = randomize_(EncoderBlock(BlockConfig(D, H, FF, norm_first=norm_first)), seed).double().eval()
     x = randn(seed + 1, B, S, D)
     x2 = x.clone()
     x2[~SRC_VALID] = randn(seed + 2, int((~SRC_VALID).sum()), D)  # new values at the padded positions only
@@ -265,7 +275,7 @@ def test_encoder_block_ignores_padded_tokens(seed, norm_first):
 
 @given(seed=st.integers(0, 2**31 - 1), norm_first=st.booleans())
 def test_cross_attention_ignores_padded_source_positions(seed, norm_first):
-    block = randomize_(DecoderBlock(D, H, FF, norm_first=norm_first), seed).double().eval()
+    block = randomize_(DecoderBlock(BlockConfig(D, H, FF, norm_first=norm_first)), seed).double().eval()
     y, memory = randn(seed + 1, B, T, D), randn(seed + 2, B, S, D)
     memory2 = memory.clone()
     memory2[~SRC_VALID] = randn(seed + 3, int((~SRC_VALID).sum()), D)
@@ -278,10 +288,11 @@ def test_cross_attention_ignores_padded_source_positions(seed, norm_first):
 @given(seed=st.integers(0, 2**31 - 1), norm_first=st.booleans())
 def test_encoder_without_positions_is_permutation_equivariant(seed, norm_first):
     """Attention and the per-position layers never look at order: permuting the tokens permutes the outputs."""
-    enc = randomize_(Encoder(2, D, H, FF, norm_first=norm_first), seed).double().eval()
+    enc = randomize_(Encoder(BlockConfig(D, H, FF, norm_first=norm_first), 2), seed).double().eval()
     x = randn(seed + 1, B, S, D)
     perm = torch.randperm(S, generator=torch.Generator().manual_seed(seed))
-    torch.testing.assert_close(enc(x[:, perm]), enc(x)[:, perm], rtol=1e-12, atol=1e-12)
+    out, out_perm = enc(x).last_hidden_state, enc(x[:, perm]).last_hidden_state
+    torch.testing.assert_close(out_perm, out[:, perm], rtol=1e-12, atol=1e-12)
 
 
 # ---- the Llama-style block -------------------------------------------------------------------------------
@@ -289,7 +300,9 @@ def test_encoder_without_positions_is_permutation_equivariant(seed, norm_first):
 
 def llama_block(seed: int) -> EncoderBlock:
     rotary = RotaryEmbedding(D // H, max_len=32, theta=10000.0)
-    block = EncoderBlock(D, H, FF, norm="rms", norm_first=True, activation="swiglu", bias=False, rotary=rotary)
+    block = EncoderBlock(
+        BlockConfig(D, H, FF, norm="rms", norm_first=True, activation="swiglu", bias=False), rotary=rotary
+    )
     return randomize_(block, seed).double().eval()
 
 
@@ -328,7 +341,7 @@ def _gradcheck_module(module: torch.nn.Module, *inputs: torch.Tensor, **kwargs) 
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post-LN", "pre-LN"])
 def test_gradcheck_encoder_block(norm_first):
     d, h, f, b, s = 4, 2, 6, 2, 3
-    block = randomize_(EncoderBlock(d, h, f, activation="gelu", norm_first=norm_first), 40).double().eval()
+    block = randomize_(EncoderBlock(BlockConfig(d, h, f, activation="gelu", norm_first=norm_first)), 40).double().eval()
     valid = masks.padding_mask_from_lengths([3, 2], max_len=s)
     assert _gradcheck_module(block, randn(41, b, s, d), allowed=masks.key_padding(valid))
 
@@ -336,7 +349,7 @@ def test_gradcheck_encoder_block(norm_first):
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post-LN", "pre-LN"])
 def test_gradcheck_decoder_block(norm_first):
     d, h, f, b, t, s = 4, 2, 6, 2, 3, 2
-    block = randomize_(DecoderBlock(d, h, f, norm_first=norm_first), 42).double().eval()
+    block = randomize_(DecoderBlock(BlockConfig(d, h, f, norm_first=norm_first)), 42).double().eval()
     cross = masks.key_padding(masks.padding_mask_from_lengths([2, 1], max_len=s))
     assert _gradcheck_module(
         block, randn(43, b, t, d), randn(44, b, s, d), self_allowed=masks.causal_mask(t), cross_allowed=cross
@@ -345,27 +358,31 @@ def test_gradcheck_decoder_block(norm_first):
 
 def test_gradcheck_llama_style_block():
     rotary = RotaryEmbedding(2, max_len=8)
-    block = EncoderBlock(4, 2, 6, norm="rms", norm_first=True, activation="swiglu", bias=False, rotary=rotary)
+    block = EncoderBlock(
+        BlockConfig(4, 2, 6, norm="rms", norm_first=True, activation="swiglu", bias=False), rotary=rotary
+    )
     block = randomize_(block, 45).double().eval()
     assert _gradcheck_module(block, randn(46, 2, 3, 4), allowed=masks.causal_mask(3))
 
 
-def test_fused_attention_path_gives_the_same_blocks():
-    """fused=True only swaps the attention kernel (torch's SDPA); the hand-written path stays the default."""
-    enc = randomize_(EncoderBlock(D, H, FF, norm_first=True), 47).eval()
-    dec = randomize_(DecoderBlock(D, H, FF), 48).eval()
-    enc_fused = EncoderBlock(D, H, FF, norm_first=True, fused=True).eval()
-    dec_fused = DecoderBlock(D, H, FF, fused=True).eval()
-    enc_fused.load_state_dict(enc.state_dict())
-    dec_fused.load_state_dict(dec.state_dict())
-    assert not enc.self_attn.fused and enc_fused.self_attn.fused and dec_fused.cross_attn.fused
+@pytest.mark.parametrize("impl", ["kernels", "torch"])
+def test_other_implementations_give_the_same_blocks(impl):
+    """impl only swaps the functions the layers call (attention, norms, activations); plain is the default."""
+    enc = randomize_(EncoderBlock(BlockConfig(D, H, FF, norm_first=True, activation="gelu")), 47).eval()
+    dec = randomize_(DecoderBlock(BlockConfig(D, H, FF)), 48).eval()
+    enc_other = EncoderBlock(BlockConfig(D, H, FF, norm_first=True, activation="gelu", impl=impl)).eval()
+    dec_other = DecoderBlock(BlockConfig(D, H, FF, impl=impl)).eval()
+    enc_other.load_state_dict(enc.state_dict())
+    dec_other.load_state_dict(dec.state_dict())
+    assert enc.self_attn.impl == enc.norm1.impl == enc.ff.impl == "plain"
+    assert enc_other.self_attn.impl == enc_other.norm2.impl == enc_other.ff.impl == dec_other.cross_attn.impl == impl
     x, y = randn(49, B, S, D, dtype=torch.float32), randn(50, B, T, D, dtype=torch.float32)
     allowed = masks.key_padding(SRC_VALID)
     self_allowed = masks.combine(masks.causal_mask(T), masks.key_padding(TGT_VALID))
     with torch.no_grad():
-        torch.testing.assert_close(enc_fused(x, allowed=allowed), enc(x, allowed=allowed), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(enc_other(x, allowed=allowed), enc(x, allowed=allowed), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(
-            dec_fused(y, x, self_allowed=self_allowed, cross_allowed=allowed),
+            dec_other(y, x, self_allowed=self_allowed, cross_allowed=allowed),
             dec(y, x, self_allowed=self_allowed, cross_allowed=allowed),
             rtol=1e-5,
             atol=1e-5,
@@ -376,12 +393,12 @@ def test_fused_attention_path_gives_the_same_blocks():
 
 
 def test_dropout_options_reach_their_places():
-    block = DecoderBlock(D, H, FF, dropout=0.1, attention_dropout=0.2, activation_dropout=0.3)
+    block = DecoderBlock(BlockConfig(D, H, FF, dropout=0.1, attention_dropout=0.2, activation_dropout=0.3))
     assert block.dropout.p == 0.1
     assert block.self_attn.dropout == block.cross_attn.dropout == 0.2
     assert block.ff.dropout.p == 0.3
     x = randn(50, B, S, D, dtype=torch.float32)
-    enc = EncoderBlock(D, H, FF, dropout=0.5)
+    enc = EncoderBlock(BlockConfig(D, H, FF, dropout=0.5))
     torch.testing.assert_close(enc.eval()(x), enc(x))  # evaluation mode: deterministic
     assert not torch.allclose(enc.train()(x), enc(x)), "training mode drops residual branches"
 
@@ -393,21 +410,29 @@ def test_dropout_options_reach_their_places():
         (dict(dropout=1.0), ValueError, "dropout must be in"),
         (dict(attention_dropout=-0.1), ValueError, "attention_dropout must be in"),
         (dict(activation="tanh"), ValueError, "activation must be one of"),
+        (dict(impl="fast"), ValueError, "impl must be one of"),
+        (dict(norm_first="yes"), TypeError, "norm_first must be True or False"),
     ],
 )
-def test_block_rejects_bad_options(kwargs, error, match):
+def test_block_config_rejects_bad_options(kwargs, error, match):
     with pytest.raises(error, match=match):
-        EncoderBlock(D, H, FF, **kwargs)
-    with pytest.raises(error, match=match):
-        DecoderBlock(D, H, FF, **kwargs)
+        BlockConfig(D, H, FF, **kwargs)
+
+
+def test_blocks_and_stacks_take_a_block_config():
+    for cls in (EncoderBlock, DecoderBlock):
+        with pytest.raises(TypeError, match="config must be a BlockConfig"):
+            cls(dict(d_model=D, n_heads=H, d_ff=FF))
+    with pytest.raises(TypeError, match="config must be a BlockConfig"):
+        Encoder({"d_model": D}, 2)
 
 
 def test_stack_and_block_errors_are_actionable():
     with pytest.raises(ValueError, match="n_layers must be a positive int"):
-        Encoder(0, D, H, FF)
+        Encoder(BlockConfig(D, H, FF), 0)
     with pytest.raises(ValueError, match="not divisible"):
-        EncoderBlock(10, 3, FF)
-    block = EncoderBlock(D, H, FF)
+        EncoderBlock(BlockConfig(10, 3, FF))
+    block = EncoderBlock(BlockConfig(D, H, FF))
     with pytest.raises(ValueError, match="width"):
         block(torch.randn(B, S, D + 1))
     with pytest.raises(TypeError, match="bool"):

@@ -1,7 +1,9 @@
 """functional.py: softmax, masked_softmax, scaled_dot_product_attention, split/merge heads.
 
 Witnesses: the NumPy float64 reference (rtol 1e-10 in float64, rtol 1e-5 / atol 1e-6 in float32),
-``torch.nn.functional.scaled_dot_product_attention`` as an oracle, and ``torch.autograd.gradcheck``.
+``torch.nn.functional.scaled_dot_product_attention`` as an oracle, and ``torch.autograd.gradcheck``. The laws that
+every implementation must keep (masks, fully masked rows, gradients) run for each ``impl``; the equality of the
+three implementations function by function is ``test_impls.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch.testing import assert_close
 from transformer_from_scratch import functional as tf
 from transformer_from_scratch import masks
 from transformer_from_scratch import reference as ref
+from transformer_from_scratch._validation import broadcast_shape
 
 F64 = {"rtol": 1e-10, "atol": 1e-12}  # float64 torch vs float64 NumPy
 F32 = {"rtol": 1e-5, "atol": 1e-6}  # float32 torch vs float64 NumPy / float32 oracle
@@ -85,12 +88,13 @@ def test_softmax_gradient_matches_autograd_of_the_formula(gen):
 # ---- masked_softmax ------------------------------------------------------------------------------------
 
 
-def test_masked_softmax_is_softmax_over_allowed_entries(gen):
+@pytest.mark.parametrize("impl", tf.IMPLS)
+def test_masked_softmax_is_softmax_over_allowed_entries(gen, impl):
     scores = randn(gen, 2, 4, 6, scale=3.0)
     allowed = torch.rand(2, 4, 6, generator=gen) < 0.5
     allowed[0, 1] = False  # a row with nothing allowed
     allowed[1, 2] = True  # a row with everything allowed
-    w = tf.masked_softmax(scores, allowed)
+    w = tf.masked_softmax(scores, allowed, impl=impl)
     assert (w[~allowed] == 0).all()
     assert (w[0, 1] == 0).all() and not torch.isnan(w).any()
     for b in range(2):
@@ -105,19 +109,22 @@ def test_masked_softmax_without_mask_is_softmax(gen):
     assert_close(tf.masked_softmax(x), tf.softmax(x), **F64)
 
 
+@pytest.mark.parametrize("impl", tf.IMPLS)
 @pytest.mark.parametrize("dim", [0, 1, -2])
-def test_masked_softmax_along_another_dim_with_broadcast_mask(gen, dim):
+def test_masked_softmax_along_another_dim_with_broadcast_mask(gen, dim, impl):
     scores = randn(gen, 2, 3, 4)
     allowed = torch.rand(3, 4, generator=gen) < 0.6  # lower rank than scores, broadcast
     full = allowed.expand(2, 3, 4)
     expected = tf.masked_softmax(scores.movedim(dim, -1), full.movedim(dim, -1)).movedim(-1, dim)
-    assert_close(tf.masked_softmax(scores, allowed, dim=dim), expected, **F64)
-    ones = tf.masked_softmax(scores, allowed, dim=dim).sum(dim)
+    assert_close(tf.masked_softmax(scores, allowed, dim=dim, impl=impl), expected, **F64)
+    ones = tf.masked_softmax(scores, allowed, dim=dim, impl=impl).sum(dim)
     assert_close(ones, full.any(dim).double(), **F64)
 
 
-def test_masked_softmax_backward_equals_autograd_of_the_composed_formula(gen):
-    """The hand-written backward y ⊙ (g - <g, y>) against autograd through torch.softmax + where."""
+@pytest.mark.parametrize("impl", tf.IMPLS)
+def test_masked_softmax_backward_equals_autograd_of_torch_softmax(gen, impl):
+    """Every implementation's backward (for "kernels" the hand-written y ⊙ (g - <g, y>)) against autograd through
+    torch.softmax + where."""
     scores = randn(gen, 2, 3, 5, 6)
     allowed = torch.rand(2, 1, 5, 6, generator=gen) < 0.6
     allowed[..., 0, :] = False  # fully masked rows
@@ -125,7 +132,7 @@ def test_masked_softmax_backward_equals_autograd_of_the_composed_formula(gen):
     g_out = randn(gen, 2, 3, 5, 6)
 
     x1 = scores.clone().requires_grad_()
-    (tf.masked_softmax(x1, allowed) * g_out).sum().backward()
+    (tf.masked_softmax(x1, allowed, impl=impl) * g_out).sum().backward()
 
     x2 = scores.clone().requires_grad_()
     filled = x2.masked_fill(~allowed, float("-inf"))
@@ -137,16 +144,18 @@ def test_masked_softmax_backward_equals_autograd_of_the_composed_formula(gen):
     assert (x1.grad[..., 0, :] == 0).all()  # nothing flows into a row that sees nothing
 
 
-def test_masked_softmax_gradcheck_with_a_fully_masked_row(gen):
+@pytest.mark.parametrize("impl", tf.IMPLS)
+def test_masked_softmax_gradcheck_with_a_fully_masked_row(gen, impl):
     scores = randn(gen, 2, 4, 5).requires_grad_()
     allowed = torch.rand(2, 4, 5, generator=gen) < 0.6
     allowed[1, 3] = False
-    assert torch.autograd.gradcheck(lambda x: tf.masked_softmax(x, allowed), (scores,))
+    assert torch.autograd.gradcheck(lambda x: tf.masked_softmax(x, allowed, impl=impl), (scores,))
 
 
-def test_masked_softmax_with_neg_inf_scores_and_no_mask():
+@pytest.mark.parametrize("impl", tf.IMPLS)
+def test_masked_softmax_with_neg_inf_scores_and_no_mask(impl):
     scores = torch.tensor([[float("-inf")] * 3, [0.0, float("-inf"), 0.0]], dtype=torch.float64)
-    w = tf.masked_softmax(scores)
+    w = tf.masked_softmax(scores, impl=impl)
     assert_close(w, torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.0, 0.5]], dtype=torch.float64), rtol=0, atol=0)
 
 
@@ -246,8 +255,9 @@ def test_our_causal_mask_is_bottom_right_aligned_unlike_is_causal(gen):
 # ---- gradients -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("impl", tf.IMPLS)
 @pytest.mark.parametrize("return_weights", [True, False])
-def test_sdpa_gradcheck_with_mask_bias_and_a_fully_masked_row(gen, return_weights):
+def test_sdpa_gradcheck_with_mask_bias_and_a_fully_masked_row(gen, return_weights, impl):
     """gradcheck through the output and, when they are returned, through the weights as well."""
     q = randn(gen, 2, 2, 3, 4).requires_grad_()
     k = randn(gen, 2, 2, 5, 4).requires_grad_()
@@ -257,7 +267,9 @@ def test_sdpa_gradcheck_with_mask_bias_and_a_fully_masked_row(gen, return_weight
     allowed[1, 0, 2] = False  # fully masked query: zero output, zero gradient, no NaN
 
     def f(q, k, v, bias):
-        return tf.scaled_dot_product_attention(q, k, v, allowed=allowed, bias=bias, return_weights=return_weights)
+        return tf.scaled_dot_product_attention(
+            q, k, v, allowed=allowed, bias=bias, return_weights=return_weights, impl=impl
+        )
 
     assert torch.autograd.gradcheck(f, (q, k, v, bias))
     out = f(q, k, v, bias)[0] if return_weights else f(q, k, v, bias)
@@ -266,11 +278,11 @@ def test_sdpa_gradcheck_with_mask_bias_and_a_fully_masked_row(gen, return_weight
     assert (q.grad[1, :, 2] == 0).all()
 
 
-# ---- the backward pass written out (_Attention) against autograd of the composed operations ------------------
-# scaled_dot_product_attention is one autograd node whose backward is hand-written. Here the same mathematics is
-# composed from plain torch operations (matmul, masked_fill, torch.softmax, matmul) and differentiated by autograd;
-# values and every gradient must agree, whatever the mask, with and without dropout, through the output and
-# through the returned weights.
+# ---- the backward pass written out (kernels._Attention) against autograd of the composed operations ----------
+# impl="kernels" makes scaled_dot_product_attention one autograd node whose backward is hand-written. Here the same
+# mathematics is composed from plain torch operations (matmul, masked_fill, torch.softmax, matmul) and
+# differentiated by autograd; values and every gradient must agree, whatever the mask, with and without dropout,
+# through the output and through the returned weights. The textbook code (impl="plain") is held to the same.
 
 
 def _allowed_for(kind: str, gen, b: int, h: int, t: int, s: int):
@@ -299,7 +311,7 @@ def _composed(q, k, v, allowed, bias, keep, p):
     return dropped @ v, weights
 
 
-def _both(q, k, v, allowed, bias, *, p=0.0, seed=0, use_weights=False):
+def _both(q, k, v, allowed, bias, *, p=0.0, seed=0, use_weights=False, impl="kernels"):
     """(output, weights, gradients) of ours and of the composed formula, for one fixed scalar loss."""
     results = []
     for ours in (True, False):
@@ -309,7 +321,7 @@ def _both(q, k, v, allowed, bias, *, p=0.0, seed=0, use_weights=False):
         if ours:
             generator = torch.Generator().manual_seed(seed)
             out, weights = tf.scaled_dot_product_attention(
-                qq, kk, vv, allowed=allowed, bias=bb, dropout_p=p, generator=generator, return_weights=True
+                qq, kk, vv, allowed=allowed, bias=bb, dropout_p=p, generator=generator, return_weights=True, impl=impl
             )
         else:
             scores_shape = (*qq.shape[:-1], kk.shape[-2])
@@ -331,12 +343,13 @@ def _both(q, k, v, allowed, bias, *, p=0.0, seed=0, use_weights=False):
 @pytest.mark.parametrize("kind", ["none", "causal (T, S)", "key padding (B, 1, 1, S)", "random (B, H, T, S)"])
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("use_weights", [False, True])
-def test_written_out_backward_equals_autograd_of_the_composed_formula_float64(gen, kind, with_bias, use_weights):
+@pytest.mark.parametrize("impl", ["kernels", "plain"])
+def test_written_out_backward_equals_autograd_of_the_composed_formula_float64(gen, kind, with_bias, use_weights, impl):
     b, h, t, s = 2, 3, 4, 6
     q, k, v = randn(gen, b, h, t, 5), randn(gen, b, h, s, 5), randn(gen, b, h, s, 7)
     bias = randn(gen, h, t, s) if with_bias else None  # learned per head, as T5's relative bias: needs a gradient
     allowed = _allowed_for(kind, gen, b, h, t, s)
-    (out, w, grads), (out_ref, w_ref, grads_ref) = _both(q, k, v, allowed, bias, use_weights=use_weights)
+    (out, w, grads), (out_ref, w_ref, grads_ref) = _both(q, k, v, allowed, bias, use_weights=use_weights, impl=impl)
     assert_close(out, out_ref, **F64)
     assert_close(w, w_ref, **F64)
     assert len(grads) == len(grads_ref) == (4 if with_bias else 3)
@@ -345,12 +358,13 @@ def test_written_out_backward_equals_autograd_of_the_composed_formula_float64(ge
     assert out.abs().max() > 0.1 and all(g.abs().max() > 1e-3 for g in grads)  # not trivially zero
 
 
-def test_written_out_backward_with_dropout_equals_autograd_of_the_composed_formula(gen):
+@pytest.mark.parametrize("impl", ["kernels", "plain"])
+def test_written_out_backward_with_dropout_equals_autograd_of_the_composed_formula(gen, impl):
     b, h, t, s = 2, 2, 5, 5
     q, k, v = randn(gen, b, h, t, 4), randn(gen, b, h, s, 4), randn(gen, b, h, s, 4)
     for use_weights in (False, True):
         (out, _, grads), (out_ref, _, grads_ref) = _both(
-            q, k, v, masks.causal_mask(t, s), None, p=0.3, seed=3, use_weights=use_weights
+            q, k, v, masks.causal_mask(t, s), None, p=0.3, seed=3, use_weights=use_weights, impl=impl
         )
         assert_close(out, out_ref, **F64)
         for g, g_ref in zip(grads, grads_ref):
@@ -359,18 +373,21 @@ def test_written_out_backward_with_dropout_equals_autograd_of_the_composed_formu
     assert not torch.allclose(out, no_drop)  # the dropout did act
 
 
-def test_returning_the_weights_changes_no_number(gen):
+@pytest.mark.parametrize("impl", ["plain", "kernels"])
+def test_returning_the_weights_changes_no_number(gen, impl):
+    """Bit for bit (impl="torch" computes the weights without its fused kernel: equal only to rounding)."""
     q, k, v = randn(gen, 2, 3, 7, 4), randn(gen, 2, 3, 9, 4), randn(gen, 2, 3, 9, 4)
     for allowed in (None, masks.causal_mask(7, 9), torch.rand(2, 1, 7, 9, generator=gen) < 0.5):
-        out = tf.scaled_dot_product_attention(q, k, v, allowed=allowed)
-        out_w, _ = tf.scaled_dot_product_attention(q, k, v, allowed=allowed, return_weights=True)
+        out = tf.scaled_dot_product_attention(q, k, v, allowed=allowed, impl=impl)
+        out_w, _ = tf.scaled_dot_product_attention(q, k, v, allowed=allowed, return_weights=True, impl=impl)
         assert torch.equal(out, out_w)
 
 
-def test_keys_and_values_shared_across_heads_broadcast_with_their_gradients(gen):
+@pytest.mark.parametrize("impl", tf.IMPLS)
+def test_keys_and_values_shared_across_heads_broadcast_with_their_gradients(gen, impl):
     q = randn(gen, 2, 4, 5, 8).requires_grad_()
     k, v = randn(gen, 2, 1, 6, 8).requires_grad_(), randn(gen, 2, 1, 6, 8).requires_grad_()  # one k/v head
-    out = tf.scaled_dot_product_attention(q, k, v, allowed=masks.causal_mask(5, 6))
+    out = tf.scaled_dot_product_attention(q, k, v, allowed=masks.causal_mask(5, 6), impl=impl)
     k_full, v_full = k.detach().expand(2, 4, 6, 8).clone(), v.detach().expand(2, 4, 6, 8).clone()
     k_full.requires_grad_(), v_full.requires_grad_()
     expected = tf.scaled_dot_product_attention(q.detach(), k_full, v_full, allowed=masks.causal_mask(5, 6))
@@ -389,11 +406,12 @@ def test_attention_float32_matches_the_reference(gen):
     assert_close(out.double(), reference_sdpa(q, k, v, allowed)[0], **F32)
 
 
-def test_attention_under_bf16_autocast_trains_like_float32(gen):
+@pytest.mark.parametrize("impl", tf.IMPLS)
+def test_attention_under_bf16_autocast_trains_like_float32(gen, impl):
     q, k, v = (randn(gen, 2, 2, 6, 8, dtype=torch.float32).requires_grad_() for _ in range(3))
     allowed = masks.causal_mask(6, 6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = tf.scaled_dot_product_attention(q, k, v, allowed=allowed)
+        out = tf.scaled_dot_product_attention(q, k, v, allowed=allowed, impl=impl)
     assert out.dtype == torch.bfloat16
     grads = torch.autograd.grad(out.float().sum(), (q, k, v))  # the backward runs outside autocast
     expected = torch.autograd.grad(tf.scaled_dot_product_attention(q, k, v, allowed=allowed).sum(), (q, k, v))
@@ -405,11 +423,11 @@ def test_attention_under_bf16_autocast_trains_like_float32(gen):
 # ---- dropout -------------------------------------------------------------------------------------------
 
 
-def attention_with_identity_values(gen, p, generator):
+def attention_with_identity_values(gen, p, generator, impl="plain"):
     """With v = I the output *is* the (dropped) weight matrix, so dropout can be inspected directly."""
     q, k = randn(gen, 2, 3, 40, 4), randn(gen, 2, 3, 50, 4)
     v = torch.eye(50, dtype=torch.float64).expand(2, 3, 50, 50)
-    return tf.scaled_dot_product_attention(q, k, v, dropout_p=p, generator=generator, return_weights=True)
+    return tf.scaled_dot_product_attention(q, k, v, dropout_p=p, generator=generator, return_weights=True, impl=impl)
 
 
 def test_dropout_is_reproducible_with_a_generator(gen):
@@ -422,9 +440,11 @@ def test_dropout_is_reproducible_with_a_generator(gen):
     assert not torch.equal(a, c)
 
 
-def test_dropout_drops_with_rate_p_and_rescales_the_rest(gen):
+@pytest.mark.parametrize("impl", tf.IMPLS)
+def test_dropout_drops_with_rate_p_and_rescales_the_rest(gen, impl):
     p = 0.25
-    out, weights = attention_with_identity_values(gen, p, torch.Generator().manual_seed(0))
+    generator = None if impl == "torch" else torch.Generator().manual_seed(0)  # torch's draws its own
+    out, weights = attention_with_identity_values(gen, p, generator, impl)
     kept = out != 0
     assert_close(out[kept], weights[kept] / (1 - p), **F64)  # inverted dropout: kept weights scaled by 1/(1-p)
     n = weights.numel()
@@ -536,4 +556,4 @@ def test_broadcast_shape_agrees_with_torch_broadcast_shapes(shapes):
         expected = tuple(torch.broadcast_shapes(*map(tuple, shapes)))
     except RuntimeError:
         expected = None
-    assert tf._broadcast_shape(*shapes) == expected
+    assert broadcast_shape(*shapes) == expected

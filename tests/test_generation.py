@@ -619,7 +619,7 @@ def test_encoder_decoder_adapter_matches_full_recompute_on_the_real_model():
         ids = prefix[b : b + 1]
         with torch.no_grad():
             for _ in range(6):
-                nxt = model(real, ids)[:, -1].argmax(-1, keepdim=True)
+                nxt = model(real, ids).logits[:, -1].argmax(-1, keepdim=True)
                 ids = torch.cat([ids, nxt], 1)
                 if nxt.item() == 2:
                     break

@@ -14,7 +14,7 @@ from torch import nn
 
 from transformer_from_scratch import masks
 from transformer_from_scratch.blocks import DecoderBlock, EncoderBlock
-from transformer_from_scratch.config import TransformerConfig
+from transformer_from_scratch.config import BlockConfig, TransformerConfig
 from transformer_from_scratch.interop import torch_nn as conv
 from transformer_from_scratch.models import EncoderDecoder
 from transformer_from_scratch.positional import RotaryEmbedding
@@ -165,9 +165,10 @@ def test_encoder_decoder_matches_nn_transformer(norm_first, activation):
     tgt = torch.randint(0, 32, (B, T), generator=torch.Generator().manual_seed(12))
     with torch.no_grad():
         expected = run_torch_transformer(theirs, ours, src, tgt)
-        got = ours(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID)
+        got = ours(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID).logits
         # the stacks alone, too (padded source positions excluded: the fast path zeroes them)
-        memory = ours.encoder(ours.src_positional(ours.src_embed(src)), allowed=masks.key_padding(SRC_VALID))
+        embedded = ours.src_positional(ours.src_embed(src))
+        memory = ours.encoder(embedded, allowed=masks.key_padding(SRC_VALID)).last_hidden_state
         their_memory = theirs.encoder(
             ours.src_positional(ours.src_embed(src)), src_key_padding_mask=masks.to_key_padding_mask(SRC_VALID)
         )
@@ -188,7 +189,7 @@ def test_paper_post_ln_model_converts_without_gaining_final_norms():
     tgt = torch.randint(0, 32, (B, T), generator=torch.Generator().manual_seed(15))
     with torch.no_grad():
         expected = run_torch_transformer(theirs, ours, src, tgt)
-        got = ours(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID)
+        got = ours(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID).logits
     torch.testing.assert_close(got, expected, **TOL32)  # no nested fast path here: every position agrees
     with pytest.raises(ValueError, match="build the model with final_norm=False"):
         conv.load_torch_transformer(
@@ -214,7 +215,7 @@ def test_state_dict_mappings_round_trip_and_split_in_proj():
 
 
 def test_round_trip_ours_to_torch_and_back_is_exact():
-    block = EncoderBlock(D, H, FF, activation="gelu", norm_first=True, dropout=0.1, attention_dropout=0.2)
+    block = EncoderBlock(BlockConfig(D, H, FF, activation="gelu", norm_first=True, dropout=0.1, attention_dropout=0.2))
     perturb_norms_(block, 17)
     layer = conv.to_torch_encoder_layer(block)
     assert layer.self_attn.dropout == 0.2 and layer.dropout1.p == 0.1 and layer.norm_first
@@ -227,13 +228,13 @@ def test_round_trip_ours_to_torch_and_back_is_exact():
 
 
 def test_unsupported_options_raise_actionable_errors():
-    rms = EncoderBlock(D, H, FF, norm="rms", norm_first=True)
+    rms = EncoderBlock(BlockConfig(D, H, FF, norm="rms", norm_first=True))
     with pytest.raises(ValueError, match="norm='rms'"):
         conv.to_torch_encoder_layer(rms)
     with pytest.raises(ValueError, match="relu and gelu"):
-        conv.to_torch_encoder_layer(EncoderBlock(D, H, FF, activation="swiglu"))
+        conv.to_torch_encoder_layer(EncoderBlock(BlockConfig(D, H, FF, activation="swiglu")))
     with pytest.raises(ValueError, match="rotary"):
-        conv.to_torch_encoder_layer(EncoderBlock(D, H, FF, rotary=RotaryEmbedding(D // H)))
+        conv.to_torch_encoder_layer(EncoderBlock(BlockConfig(D, H, FF), rotary=RotaryEmbedding(D // H)))
     with pytest.raises(ValueError, match="bias=False"):
         conv.encoder_block_from_torch(nn.TransformerEncoderLayer(D, H, FF, bias=False, batch_first=True))
     with pytest.raises(ValueError, match="ReLU and exact GELU"):

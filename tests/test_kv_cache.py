@@ -146,11 +146,12 @@ def test_rope_decoding_may_run_past_max_len_and_still_equals_full_recomputation(
         assert relative_error(logits, full[:, a:b]) <= 1e-10
 
 
-def test_the_fused_attention_path_decodes_with_the_cache_too():
-    fused = randomize_(GPT(GPTConfig.llama_tiny(**SHAPE, fused=True)).double().eval(), seed=9)
+@pytest.mark.parametrize("impl", ["kernels", "torch"])
+def test_the_other_implementations_decode_with_the_cache_too(impl):
+    other = randomize_(GPT(GPTConfig.llama_tiny(**SHAPE, impl=impl)).double().eval(), seed=9)
     plain = model64("rope-half", seed=9)
     ids, valid = left_pad([[1, 2, 3, 4, 5, 6], [7, 8]], pad_id=0)
-    steps, _ = decode_in_chunks(fused, ids, cuts=[2, 4, 5], valid=valid)
+    steps, _ = decode_in_chunks(other, ids, cuts=[2, 4, 5], valid=valid)
     cached = torch.cat([logits for _, _, logits in steps], dim=1)
     assert relative_error(cached[valid], plain(ids, valid=valid).logits[valid]) <= 1e-10
 

@@ -300,7 +300,7 @@ def test_token_embedding_rejects_ids_outside_the_vocabulary(bad_id):
 
 @pytest.mark.parametrize("ids", [torch.tensor([[1.0, 2.0]]), torch.tensor([[True, False]]), [[1, 2]]])
 def test_token_embedding_rejects_non_integer_ids(ids):
-    with pytest.raises(TypeError, match="token ids must be an integer"):
+    with pytest.raises(TypeError, match="ids must be an integer tensor of token ids"):
         TokenEmbedding(10, 4)(ids)
 
 

@@ -60,7 +60,7 @@ def test_seq2seq_loss_is_cross_entropy_over_the_real_target_positions(label_smoo
     batch = _padded_batch()
     with torch.no_grad():
         loss, metrics = seq2seq_loss(model, batch, label_smoothing=label_smoothing)
-        logits = model(batch.src, batch.tgt_in, src_valid=batch.src_valid, tgt_valid=batch.tgt_valid)  # (B, T, V)
+        logits = model(batch.src, batch.tgt_in, src_valid=batch.src_valid, tgt_valid=batch.tgt_valid).logits  # (B,T,V)
     real = batch.tgt_valid  # (B, T): the target positions that exist
     assert torch.equal(real, batch.tgt_out != -100)
     by_hand = F.cross_entropy(logits[real], batch.tgt_out[real], label_smoothing=label_smoothing)  # (N, V), (N,)

@@ -76,7 +76,7 @@ CONFIGS = {
 def test_model_matches_reference_float64(overrides):
     model = randomize_(EncoderDecoder(tiny(**overrides)), 1).double().eval()
     src, tgt = ids(2, 3, 7, model.config.src_vocab_size), ids(3, 3, 5, model.config.tgt_vocab_size)
-    logits = model(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID)
+    logits = model(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID).logits
     expected = reference_logits(model, src, tgt, SRC_VALID, TGT_VALID)
     assert logits.shape == (3, 5, model.config.tgt_vocab_size)
     np.testing.assert_allclose(logits.detach().numpy(), expected, rtol=1e-10, atol=1e-12)
@@ -86,7 +86,7 @@ def test_model_matches_reference_float32():
     model = randomize_(EncoderDecoder(tiny(norm_first=True)), 4).eval()
     src, tgt = ids(5, 3, 7, 23), ids(6, 3, 5, 19)
     with torch.no_grad():
-        logits = model(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID)
+        logits = model(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID).logits
     expected = reference_logits(model, src, tgt, SRC_VALID, TGT_VALID)
     np.testing.assert_allclose(logits.numpy(), expected, rtol=1e-5, atol=1e-5)
 
@@ -94,11 +94,11 @@ def test_model_matches_reference_float32():
 def test_forward_is_encode_then_decode():
     model = randomize_(EncoderDecoder(tiny()), 7).double().eval()
     src, tgt = ids(8, 3, 7, 23), ids(9, 3, 5, 19)
-    memory = model.encode(src, SRC_VALID)
+    memory = model.encode(src, SRC_VALID).last_hidden_state
     assert memory.shape == (3, 7, 12)
     torch.testing.assert_close(
-        model(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID),
-        model.decode(tgt, memory, SRC_VALID, TGT_VALID),
+        model(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID).logits,
+        model.decode(tgt, memory, SRC_VALID, TGT_VALID).logits,
         rtol=0,
         atol=0,
     )
@@ -111,10 +111,10 @@ def test_pad_id_derives_the_same_masks_as_explicit_valid():
     model = randomize_(EncoderDecoder(tiny(pad_id=0)), 10).double().eval()
     src, tgt = ids(11, 3, 7, 23, low=1), ids(12, 3, 5, 19, low=1)
     src[~SRC_VALID], tgt[~TGT_VALID] = 0, 0
-    derived = model(src, tgt)
-    explicit = model(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID)
+    derived = model(src, tgt).logits
+    explicit = model(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID).logits
     torch.testing.assert_close(derived, explicit, rtol=0, atol=0)
-    unmasked = model(src, tgt, src_valid=torch.ones_like(SRC_VALID), tgt_valid=torch.ones_like(TGT_VALID))
+    unmasked = model(src, tgt, src_valid=torch.ones_like(SRC_VALID), tgt_valid=torch.ones_like(TGT_VALID)).logits
     assert not torch.allclose(derived[TGT_VALID], unmasked[TGT_VALID]), "padding must matter when unmasked"
 
 
@@ -124,8 +124,8 @@ def test_changing_a_future_target_token_never_changes_earlier_logits(seed, t, no
     src, tgt = ids(seed + 1, 2, 6, 23), ids(seed + 2, 2, 5, 19)
     tgt2 = tgt.clone()
     tgt2[:, t + 1 :] = (tgt2[:, t + 1 :] + 1 + ids(seed + 3, 2, 4 - t, 17)) % 19  # every later token changes
-    memory = model.encode(src)
-    out, out2 = model.decode(tgt, memory), model.decode(tgt2, memory)
+    memory = model.encode(src).last_hidden_state
+    out, out2 = model.decode(tgt, memory).logits, model.decode(tgt2, memory).logits
     torch.testing.assert_close(out[:, : t + 1], out2[:, : t + 1], rtol=1e-12, atol=1e-12)
     assert not torch.allclose(out[:, t + 1 :], out2[:, t + 1 :])
 
@@ -136,9 +136,9 @@ def test_padded_source_tokens_never_change_the_logits(seed):
     src, tgt = ids(seed + 1, 3, 7, 23), ids(seed + 2, 3, 5, 19)
     src2 = src.clone()
     src2[~SRC_VALID] = (src2[~SRC_VALID] + 1) % 23
-    out = model(src, tgt, src_valid=SRC_VALID)
-    torch.testing.assert_close(out, model(src2, tgt, src_valid=SRC_VALID), rtol=1e-12, atol=1e-12)
-    assert not torch.allclose(model(src, tgt), model(src2, tgt))
+    out = model(src, tgt, src_valid=SRC_VALID).logits
+    torch.testing.assert_close(out, model(src2, tgt, src_valid=SRC_VALID).logits, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(model(src, tgt).logits, model(src2, tgt).logits)
 
 
 # ---- return_attention ---------------------------------------------------------------------------------------
@@ -147,9 +147,15 @@ def test_padded_source_tokens_never_change_the_logits(seed):
 def test_return_attention_gives_every_layers_weights_with_the_right_zeros():
     model = randomize_(EncoderDecoder(tiny(n_encoder_layers=2, n_decoder_layers=3)), 13).double().eval()
     src, tgt = ids(14, 3, 7, 23), ids(15, 3, 5, 19)
-    logits, att = model(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID, return_attention=True)
-    torch.testing.assert_close(logits, model(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID), rtol=0, atol=0)
-    assert set(att) == {"encoder_self", "decoder_self", "decoder_cross"}
+    out = model(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID, return_attention=True)
+    plain = model(src, tgt, src_valid=SRC_VALID, tgt_valid=TGT_VALID)
+    torch.testing.assert_close(out.logits, plain.logits, rtol=0, atol=0)
+    assert plain.encoder_attentions is None and plain.decoder_self_attentions is None
+    att = {
+        "encoder_self": out.encoder_attentions,
+        "decoder_self": out.decoder_self_attentions,
+        "decoder_cross": out.decoder_cross_attentions,
+    }
     assert [len(att[k]) for k in ("encoder_self", "decoder_self", "decoder_cross")] == [2, 3, 3]
 
     # The encoder's first layer sees the embedded source: its weights are MultiHeadAttention's on that input.
@@ -179,7 +185,7 @@ def test_return_attention_gives_every_layers_weights_with_the_right_zeros():
 def test_tied_embeddings_and_output_share_one_parameter():
     model = EncoderDecoder(tiny(src_vocab_size=19, tie_embeddings=True, tie_output=True))
     assert model.src_embed.weight is model.tgt_embed.weight is model.generator.weight
-    model(ids(16, 2, 7, 19), ids(17, 2, 5, 19)).sum().backward()
+    model(ids(16, 2, 7, 19), ids(17, 2, 5, 19)).logits.sum().backward()
     assert model.src_embed.weight.grad is not None and model.src_embed.weight.grad.abs().sum() > 0
     untied = EncoderDecoder(tiny())
     assert untied.src_embed.weight is not untied.tgt_embed.weight
@@ -253,7 +259,7 @@ def test_parameter_count_formula_on_small_models(overrides):
 def test_every_parameter_receives_a_gradient():
     model = EncoderDecoder(tiny(norm_first=True, positional="learned"))
     src, tgt = ids(18, 3, 7, 23), ids(19, 3, 5, 19)
-    torch.nn.functional.cross_entropy(model(src, tgt).flatten(0, 1), ids(20, 3, 5, 19).flatten()).backward()
+    torch.nn.functional.cross_entropy(model(src, tgt).logits.flatten(0, 1), ids(20, 3, 5, 19).flatten()).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"{name} receives no gradient"
 
@@ -264,8 +270,8 @@ def test_dropout_settings_reach_every_place():
     for layer in [*model.encoder.layers, *model.decoder.layers]:
         assert layer.dropout.p == 0.1 and layer.self_attn.dropout == 0.2 and layer.ff.dropout.p == 0.3
     src, tgt = ids(21, 2, 7, 23), ids(22, 2, 5, 19)
-    torch.testing.assert_close(model.eval()(src, tgt), model(src, tgt))
-    assert not torch.allclose(model.train()(src, tgt), model(src, tgt))
+    torch.testing.assert_close(model.eval()(src, tgt).logits, model(src, tgt).logits)
+    assert not torch.allclose(model.train()(src, tgt).logits, model(src, tgt).logits)
 
 
 def test_initial_logits_are_of_order_one():
@@ -273,7 +279,7 @@ def test_initial_logits_are_of_order_one():
     torch.manual_seed(0)
     model = EncoderDecoder(TransformerConfig.small(dropout=0.0, tie_embeddings=True, tie_output=True)).eval()
     with torch.no_grad():
-        logits = model(ids(23, 4, 20, 1000), ids(24, 4, 20, 1000))
+        logits = model(ids(23, 4, 20, 1000), ids(24, 4, 20, 1000)).logits
     assert 0.1 < float(logits.std()) < 10.0
 
 
@@ -283,9 +289,9 @@ def test_initial_logits_are_of_order_one():
 def test_input_errors_are_actionable():
     model = EncoderDecoder(tiny())
     src, tgt = ids(25, 2, 7, 23), ids(26, 2, 5, 19)
-    with pytest.raises(ValueError, match="src_ids contains token id 23, outside the source vocabulary of size 23"):
+    with pytest.raises(ValueError, match="src_ids: token id 23 is outside the source vocabulary of size 23"):
         model(torch.full((2, 7), 23), tgt)
-    with pytest.raises(ValueError, match="tgt_ids contains token id 19, outside the target vocabulary of size 19"):
+    with pytest.raises(ValueError, match="tgt_ids: token id 19 is outside the target vocabulary of size 19"):
         model(src, torch.full((2, 5), 19))
     with pytest.raises(ValueError, match="token id -1"):
         model(src, torch.full((2, 5), -1))
@@ -296,16 +302,16 @@ def test_input_errors_are_actionable():
     with pytest.raises(ValueError, match="batch sizes differ"):
         model(src, tgt[:1])
     with pytest.raises(ValueError, match="batch sizes differ"):
-        model.decode(tgt[:1], model.encode(src))
+        model.decode(tgt[:1], model.encode(src).last_hidden_state)
     with pytest.raises(ValueError, match=r"src_valid must have the shape of the token ids \(2, 7\), got \(2, 6\)"):
         model(src, tgt, src_valid=torch.ones(2, 6, dtype=torch.bool))
     with pytest.raises(TypeError, match="tgt_valid must be a bool tensor"):
         model(src, tgt, tgt_valid=torch.ones(2, 5))
     with pytest.raises(ValueError, match="src_valid must have shape"):
-        model.decode(tgt, model.encode(src), torch.ones(2, 5, dtype=torch.bool))
+        model.decode(tgt, model.encode(src).last_hidden_state, torch.ones(2, 5, dtype=torch.bool))
     with pytest.raises(TypeError, match="integer tensor of token ids"):
         model(src.float(), tgt)
-    with pytest.raises(ValueError, match=r"shape \(B, length\)"):
+    with pytest.raises(ValueError, match=r"src_ids must have shape \(B, T\)"):
         model(src[0], tgt)
     with pytest.raises(ValueError, match="memory must be the encoder output"):
         model.decode(tgt, torch.zeros(2, 7, 13))

@@ -1,30 +1,46 @@
 """transformer_from_scratch — a readable, proven-correct Transformer library and the course built on it.
 
-Start with ``functional.scaled_dot_product_attention`` and ``attention.MultiHeadAttention``; every module
-has a NumPy float64 twin in ``reference/`` and a row in ``tfs verify``.
+Start with ``functional.scaled_dot_product_attention`` (the textbook formula) and ``attention.MultiHeadAttention``;
+every module has a NumPy float64 twin in ``reference/`` and a row in ``tfs verify``. ``kernels.py`` (hand-written
+backward passes) and ``fused.py`` (PyTorch's built-ins) compute the same functions, selected by ``impl``.
 """
 
 __version__ = "0.1.0"
 
-from . import functional, generation, heads, interop, layers, masks, objectives, pooling, positional, tokenizers  # noqa: E402
+from . import (  # noqa: E402
+    functional,
+    fused,
+    generation,
+    heads,
+    interop,
+    kernels,
+    layers,
+    masks,
+    objectives,
+    pooling,
+    positional,
+    tokenizers,
+)
 from .attention import KVCache, LayerKVCache, MultiHeadAttention  # noqa: E402
 from .blocks import DecoderBlock, EncoderBlock  # noqa: E402
-from .config import BertConfig, GPTConfig, TransformerConfig  # noqa: E402
+from .config import BertConfig, BlockConfig, GPTConfig, TransformerConfig  # noqa: E402
 from .heads import CLSPooler, MLMHead, NSPHead  # noqa: E402
 from .layers import FeedForward, LayerNorm, RMSNorm, TokenEmbedding  # noqa: E402
-from .models import GPT, BertForPreTraining, BertModel, EncoderDecoder, GPTOutput  # noqa: E402
+from .models import GPT, BertForPreTraining, BertModel, EncoderDecoder, GPTOutput, Seq2SeqOutput  # noqa: E402
 from .positional import (  # noqa: E402
     LearnedPositionalEmbedding,
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
     sinusoidal_table,
 )
-from .stacks import Decoder, Encoder  # noqa: E402
+from .stacks import CausalDecoder, Decoder, Encoder, StackOutput  # noqa: E402
 from .tokenizers import BPETokenizer, CharTokenizer, WordPieceTokenizer, WordTokenizer  # noqa: E402
 
 __all__ = [
     "__version__",
     "functional",
+    "kernels",
+    "fused",
     "generation",
     "heads",
     "interop",
@@ -44,6 +60,10 @@ __all__ = [
     "DecoderBlock",
     "Encoder",
     "Decoder",
+    "CausalDecoder",
+    "StackOutput",
+    "BlockConfig",
+    "Seq2SeqOutput",
     "EncoderDecoder",
     "TransformerConfig",
     "BertConfig",

@@ -37,9 +37,9 @@ class MultiHeadAttention(nn.Module):
         n_heads: number of heads H; D must be divisible by H, each head has width Dh = D / H.
         bias: whether the four projections have a bias (``False`` for Llama-style blocks).
         dropout: dropout probability on the attention weights (training mode only).
-        fused: dispatch the attention itself to ``torch.nn.functional.scaled_dot_product_attention``.
-            Off by default so the hand-written path is the one that runs; both are tested equal.
-            The fused path cannot return weights: ``return_weights=True`` always uses the hand-written path.
+        impl: the implementation of :func:`functional.scaled_dot_product_attention` to call: ``"plain"`` (the
+            textbook formula, the default), ``"kernels"`` (one autograd node with the backward written out) or
+            ``"torch"`` (``F.scaled_dot_product_attention``). All three give the same numbers.
         rotary: a :class:`~positional.RotaryEmbedding` of width Dh applied to q and k of every head
             (``None``: no positional information inside attention, the behaviour of the 2017 model).
     """
@@ -51,7 +51,7 @@ class MultiHeadAttention(nn.Module):
         *,
         bias: bool = True,
         dropout: float = 0.0,
-        fused: bool = False,
+        impl: str = "plain",
         rotary: RotaryEmbedding | None = None,
     ):
         super().__init__()
@@ -63,8 +63,10 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if impl not in tf.IMPLS:
+            raise ValueError(f"impl must be one of {tf.IMPLS}, got {impl!r}")
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
-        self.dropout, self.fused = dropout, fused
+        self.dropout, self.impl = dropout, impl
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)  # W^Q for all heads: (D) -> (H·Dh)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
@@ -80,7 +82,7 @@ class MultiHeadAttention(nn.Module):
         self.rotary = rotary  # a submodule (or None): its caches follow .to(device)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, fused={self.fused}"
+        return f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, impl={self.impl!r}"
 
     def _check_inputs(self, x_q: Tensor, x_kv: Tensor) -> None:
         for name, x in (("x_q", x_q), ("x_kv", x_kv)):
@@ -191,27 +193,10 @@ class MultiHeadAttention(nn.Module):
 
     def _attend(self, q, k, v, *, allowed, bias, return_weights):
         p = self.dropout if self.training else 0.0
-        if self.fused and not return_weights:
-            return _fused_attention(q, k, v, allowed=allowed, bias=bias, dropout_p=p), None
         result = tf.scaled_dot_product_attention(
-            q, k, v, allowed=allowed, bias=bias, dropout_p=p, return_weights=return_weights
+            q, k, v, allowed=allowed, bias=bias, dropout_p=p, return_weights=return_weights, impl=self.impl
         )
         return result if return_weights else (result, None)
-
-
-def _fused_attention(q: Tensor, k: Tensor, v: Tensor, *, allowed, bias, dropout_p: float) -> Tensor:
-    """PyTorch's fused kernel with our conventions: same mask polarity, zero rows where nothing is allowed."""
-    scores_shape = (*q.shape[:-1], k.shape[-2])
-    tf.check_allowed(allowed, scores_shape)
-    attn_mask = allowed
-    if bias is not None:
-        attn_mask = bias if allowed is None else bias.masked_fill(~allowed, float("-inf"))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
-    if allowed is not None:
-        # A fully masked row is defined as zero here; the kernel may give NaN (float masks, older torch).
-        any_allowed = allowed.expand(scores_shape).any(dim=-1, keepdim=True)  # (B,H,T,1)
-        out = torch.where(any_allowed, out, torch.zeros((), dtype=out.dtype, device=out.device))
-    return out
 
 
 # ---- KV cache: keys and values of earlier positions, for incremental decoding --------------------------------

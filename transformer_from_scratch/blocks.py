@@ -11,9 +11,11 @@ Pre-LN keeps an identity path from the input to the output of the stack, which l
 without learning-rate warm-up (Xiong et al. 2020, "On Layer Normalization in the Transformer
 Architecture"); it then needs one more Norm after the last block (see ``stacks.py``).
 
-The same parts build other families: ``norm="rms", norm_first=True, activation="swiglu", bias=False,
-rotary=RotaryEmbedding(...)`` and a causal ``allowed`` mask give a Llama-style decoder-only block (a
-decoder-only model has no cross-attention, so its block is an ``EncoderBlock`` with a causal mask).
+Both blocks are built from one :class:`~config.BlockConfig` (widths, dropout sites, norm, activation, ``impl``),
+which the model configs derive (``GPTConfig.block_config()``). The same parts build other families:
+``BlockConfig(norm="rms", norm_first=True, activation="swiglu", bias=False)``, ``rotary=RotaryEmbedding(...)``
+and a causal ``allowed`` mask give a Llama-style decoder-only block (a decoder-only model has no
+cross-attention, so its block is an ``EncoderBlock`` run with a causal mask by ``stacks.CausalDecoder``).
 
 Sub-module names (the converters in ``interop/`` rely on them): ``self_attn``, ``ff``, ``norm1``, ``norm2``,
 and for the decoder also ``cross_attn`` and ``norm3`` — norm1 goes with self-attention, norm2 with
@@ -25,64 +27,49 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
+from .config import NORMS, BlockConfig
 from .layers import FeedForward, LayerNorm, RMSNorm
 
-__all__ = ["EncoderBlock", "DecoderBlock", "make_norm", "NORMS"]
-
-NORMS = ("layer", "rms")
+__all__ = ["EncoderBlock", "DecoderBlock", "BlockConfig", "make_norm", "NORMS"]
 
 
-def make_norm(norm: str, d_model: int, eps: float) -> nn.Module:
+def make_norm(norm: str, d_model: int, eps: float, impl: str = "plain") -> nn.Module:
     """``"layer"`` -> LayerNorm (Ba et al. 2016, the paper's); ``"rms"`` -> RMSNorm (Zhang & Sennrich 2019)."""
     if norm == "layer":
-        return LayerNorm(d_model, eps=eps)
+        return LayerNorm(d_model, eps=eps, impl=impl)
     if norm == "rms":
-        return RMSNorm(d_model, eps=eps)
+        return RMSNorm(d_model, eps=eps, impl=impl)
     raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
-def _check_probability(name: str, p: float) -> None:
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {p}")
+def _check_config(config) -> BlockConfig:
+    if not isinstance(config, BlockConfig):
+        raise TypeError(
+            f"config must be a BlockConfig (e.g. BlockConfig(d_model=64, n_heads=4, d_ff=256)), "
+            f"got {type(config).__name__}"
+        )
+    return config
 
 
 class _Block(nn.Module):
-    """What both blocks share: the options, the feed-forward sub-layer and the residual dropout."""
+    """What both blocks share: the config, the self-attention and feed-forward sub-layers, the residual dropout."""
 
-    def __init__(
-        self,
-        d_model: int,
-        n_heads: int,
-        d_ff: int,
-        *,
-        dropout: float,
-        attention_dropout: float,
-        activation_dropout: float,
-        activation: str,
-        norm_first: bool,
-        layer_norm_eps: float,
-        bias: bool,
-        norm: str,
-        rotary: nn.Module | None,
-        fused: bool,
-    ):
+    def __init__(self, config: BlockConfig, rotary: nn.Module | None):
         super().__init__()
-        for name, p in (
-            ("dropout", dropout),
-            ("attention_dropout", attention_dropout),
-            ("activation_dropout", activation_dropout),
-        ):
-            _check_probability(name, p)
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        self.d_model, self.n_heads, self.d_ff = d_model, n_heads, d_ff
-        self.norm_first = norm_first
+        c = self.config = _check_config(config)
+        self.d_model, self.n_heads, self.d_ff = c.d_model, c.n_heads, c.d_ff
+        self.norm_first = c.norm_first
         self.self_attn = MultiHeadAttention(
-            d_model, n_heads, bias=bias, dropout=attention_dropout, fused=fused, rotary=rotary
+            c.d_model, c.n_heads, bias=c.bias, dropout=c.attention_dropout, impl=c.impl, rotary=rotary
         )
-        self.ff = FeedForward(d_model, d_ff, activation=activation, bias=bias, dropout=activation_dropout)
+        self.ff = FeedForward(
+            c.d_model, c.d_ff, activation=c.activation, bias=c.bias, dropout=c.activation_dropout, impl=c.impl
+        )
         # Residual dropout (§5.4): on each sub-layer's output, before it is added to the residual stream.
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def _norm(self) -> nn.Module:
+        return make_norm(self.config.norm, self.config.d_model, self.config.layer_norm_eps, self.config.impl)
 
     def extra_repr(self) -> str:
         return f"norm_first={self.norm_first}"
@@ -101,17 +88,9 @@ class EncoderBlock(_Block):
     r"""Self-attention + feed-forward, each with a residual connection and a norm (paper: post-LN).
 
     Args:
-        d_model, n_heads, d_ff: widths D, H, F (D divisible by H).
-        dropout: residual dropout on each sub-layer output (paper §5.4).
-        attention_dropout: dropout on the attention weights (not in the paper; ``nn.Transformer`` uses it).
-        activation_dropout: dropout on the feed-forward hidden units (not in the paper; ``nn.Transformer``).
-        activation: ``"relu"`` (paper), ``"gelu"``, ``"gelu_tanh"`` or ``"swiglu"``.
-        norm_first: False = post-LN (paper), True = pre-LN.
-        layer_norm_eps: ε of the norms (LayerNorm or RMSNorm).
-        bias: biases in the attention and feed-forward projections.
-        norm: ``"layer"`` (LayerNorm) or ``"rms"`` (RMSNorm).
+        config: a :class:`~config.BlockConfig` — widths D, H, F; residual, attention and activation dropout;
+            activation; norm ("layer" / "rms"), ``norm_first`` (False = post-LN, the paper) and ε; biases; impl.
         rotary: a ``positional.RotaryEmbedding`` applied to queries and keys of the self-attention.
-        fused: let the attention use ``torch.nn.functional.scaled_dot_product_attention``.
 
     forward(x (B,T,D), *, allowed=None, positions=None, return_attention=False, kv_cache=None) -> (B,T,D)
     [, self-attention weights (B,H,T,T)]. ``allowed`` is a bool mask broadcastable to (B,H,T,T), True where
@@ -120,40 +99,10 @@ class EncoderBlock(_Block):
     ``allowed`` broadcasts to (B,H,T,S_past+T).
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        n_heads: int,
-        d_ff: int,
-        *,
-        dropout: float = 0.0,
-        attention_dropout: float = 0.0,
-        activation_dropout: float = 0.0,
-        activation: str = "relu",
-        norm_first: bool = False,
-        layer_norm_eps: float = 1e-5,
-        bias: bool = True,
-        norm: str = "layer",
-        rotary: nn.Module | None = None,
-        fused: bool = False,
-    ):
-        super().__init__(
-            d_model,
-            n_heads,
-            d_ff,
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            activation_dropout=activation_dropout,
-            activation=activation,
-            norm_first=norm_first,
-            layer_norm_eps=layer_norm_eps,
-            bias=bias,
-            norm=norm,
-            rotary=rotary,
-            fused=fused,
-        )
-        self.norm1 = make_norm(norm, d_model, layer_norm_eps)  # with the self-attention
-        self.norm2 = make_norm(norm, d_model, layer_norm_eps)  # with the feed-forward network
+    def __init__(self, config: BlockConfig, *, rotary: nn.Module | None = None):
+        super().__init__(config, rotary)
+        self.norm1 = self._norm()  # with the self-attention
+        self.norm2 = self._norm()  # with the feed-forward network
 
     def forward(
         self,
@@ -190,42 +139,15 @@ class DecoderBlock(_Block):
     (B,H,T,S) — usually source padding. The block does not build masks; the caller decides.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        n_heads: int,
-        d_ff: int,
-        *,
-        dropout: float = 0.0,
-        attention_dropout: float = 0.0,
-        activation_dropout: float = 0.0,
-        activation: str = "relu",
-        norm_first: bool = False,
-        layer_norm_eps: float = 1e-5,
-        bias: bool = True,
-        norm: str = "layer",
-        rotary: nn.Module | None = None,
-        fused: bool = False,
-    ):
-        super().__init__(
-            d_model,
-            n_heads,
-            d_ff,
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            activation_dropout=activation_dropout,
-            activation=activation,
-            norm_first=norm_first,
-            layer_norm_eps=layer_norm_eps,
-            bias=bias,
-            norm=norm,
-            rotary=rotary,
-            fused=fused,
+    def __init__(self, config: BlockConfig, *, rotary: nn.Module | None = None):
+        super().__init__(config, rotary)
+        c = self.config
+        self.cross_attn = MultiHeadAttention(
+            c.d_model, c.n_heads, bias=c.bias, dropout=c.attention_dropout, impl=c.impl
         )
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=attention_dropout, fused=fused)
-        self.norm1 = make_norm(norm, d_model, layer_norm_eps)  # with the masked self-attention
-        self.norm2 = make_norm(norm, d_model, layer_norm_eps)  # with the cross-attention
-        self.norm3 = make_norm(norm, d_model, layer_norm_eps)  # with the feed-forward network
+        self.norm1 = self._norm()  # with the masked self-attention
+        self.norm2 = self._norm()  # with the cross-attention
+        self.norm3 = self._norm()  # with the feed-forward network
 
     def _cross_attention(self, x: Tensor, memory: Tensor, allowed, return_attention: bool):
         """Queries from the decoder (B,T,D), keys and values from the encoder output (B,S,D) -> (B,T,D)."""

@@ -120,8 +120,8 @@ def _plot_cross_attention(run, folder: Path) -> Path:
     batch = synthetic.to_batch([(source, target)])
     run.model.eval()
     with torch.no_grad():
-        _, attention = run.model(batch.src, batch.tgt_in, src_valid=batch.src_valid, return_attention=True)
-    weights = attention["decoder_cross"][-1][0].mean(dim=0)  # (H, T, S) -> (T, S)
+        out = run.model(batch.src, batch.tgt_in, src_valid=batch.src_valid, return_attention=True)
+    weights = out.decoder_cross_attentions[-1][0].mean(dim=0)  # (H, T, S) -> (T, S)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.imshow(weights.numpy(), cmap="viridis")
     ax.set_xticks(range(len(source)), list(run.vocab.decode(source)))

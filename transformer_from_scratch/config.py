@@ -13,29 +13,81 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["TransformerConfig", "ACTIVATIONS", "POSITIONALS"]
+from ._validation import (
+    check_bool,
+    check_choice,
+    check_heads,
+    check_int,
+    check_pad_id,
+    check_positive_float,
+    check_probability,
+)
 
+__all__ = ["IMPLS", "ACTIVATIONS", "NORMS", "BlockConfig", "TransformerConfig", "POSITIONALS"]
+
+IMPLS = ("plain", "kernels", "torch")  # the textbook code, ours with hand-written backward passes, PyTorch's built-ins
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "swiglu")  # see layers.FeedForward
+NORMS = ("layer", "rms")  # LayerNorm (Ba et al. 2016) or RMSNorm (Zhang & Sennrich 2019), see blocks.make_norm
 POSITIONALS = ("sinusoidal", "learned")  # see positional.py
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be ≥ {minimum}, got {value}")
+def _preset(cls, overrides: dict, **fields):
+    """``cls(**fields)`` with ``overrides`` applied on top (each one validated)."""
+    return dataclasses.replace(cls(**fields), **overrides)
 
 
-def _check_probability(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a float in [0, 1), got {type(value).__name__} {value!r}")
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
+# ---- one block ------------------------------------------------------------------------------------------------
 
 
-def _check_bool(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+@dataclass(frozen=True)
+class BlockConfig:
+    r"""One Transformer block — and so a stack of identical blocks (``stacks.py``). Models derive it from their own
+    config: ``TransformerConfig.block_config()``, ``BertConfig.block_config()``, ``GPTConfig.block_config()``.
+
+    Widths: ``d_model`` (D), ``n_heads`` (H, D divisible by H), ``d_ff`` (F).
+    Dropout sites: ``dropout`` on each sub-layer's output before the residual addition (paper §5.4),
+    ``attention_dropout`` on the attention weights, ``activation_dropout`` on the feed-forward hidden units.
+    ``activation``: ``"relu"`` (the paper), ``"gelu"`` (exact, BERT), ``"gelu_tanh"`` (GPT-2) or ``"swiglu"``.
+    ``norm``: ``"layer"`` or ``"rms"``, with ε = ``layer_norm_eps``; ``norm_first``: False = post-LN (the paper),
+    True = pre-LN (Xiong et al. 2020). ``bias``: biases in the attention and feed-forward projections.
+    ``impl``: which implementation of the functional core the block's layers call — ``"plain"`` (the textbook
+    code of ``functional.py``), ``"kernels"`` (hand-written backward passes, ``kernels.py``) or ``"torch"``
+    (PyTorch's fused built-ins, ``fused.py``); all three compute the same numbers (``tests/test_impls.py``).
+    """
+
+    d_model: int
+    n_heads: int
+    d_ff: int
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    activation: str = "relu"
+    norm: str = "layer"
+    norm_first: bool = False
+    layer_norm_eps: float = 1e-5
+    bias: bool = True
+    impl: str = "plain"
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "n_heads", "d_ff"):
+            check_int(name, getattr(self, name), 1)
+        check_heads(self.d_model, self.n_heads)
+        for name in ("dropout", "attention_dropout", "activation_dropout"):
+            check_probability(name, getattr(self, name))
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("norm", self.norm, NORMS)
+        check_bool("norm_first", self.norm_first)
+        check_bool("bias", self.bias)
+        check_positive_float("layer_norm_eps", self.layer_norm_eps)
+        check_choice("impl", self.impl, IMPLS)
+
+    @property
+    def d_head(self) -> int:
+        """Width of one head, Dh = D / H."""
+        return self.d_model // self.n_heads
+
+
+# ---- the 2017 encoder–decoder ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -59,6 +111,9 @@ class TransformerConfig:
     source and target (needs equal vocabularies); ``tie_output`` makes the output projection ("generator")
     the target embedding matrix (§3.4, Press & Wolf 2017). ``positional`` is ``"sinusoidal"`` (§3.5) or
     ``"learned"``. ``pad_id``, when set, lets the model derive padding masks from token ids.
+
+    ``impl``: the implementation of the functional core — ``"plain"`` (the textbook), ``"kernels"`` or ``"torch"``
+    (see :class:`BlockConfig`; the numbers are the same).
     """
 
     src_vocab_size: int
@@ -81,48 +136,43 @@ class TransformerConfig:
     scale_embeddings: bool = True
     positional: str = "sinusoidal"
     pad_id: int | None = None
+    impl: str = "plain"
 
     def __post_init__(self) -> None:
-        _check_int("src_vocab_size", self.src_vocab_size, 1)
-        _check_int("tgt_vocab_size", self.tgt_vocab_size, 1)
-        _check_int("d_model", self.d_model, 1)
-        _check_int("n_heads", self.n_heads, 1)
-        if self.d_model % self.n_heads != 0:
-            raise ValueError(
-                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
-                f"choose d_model as a multiple of n_heads (e.g. {self.n_heads * max(1, self.d_model // self.n_heads)})"
-            )
-        _check_int("n_encoder_layers", self.n_encoder_layers, 1)
-        _check_int("n_decoder_layers", self.n_decoder_layers, 1)
-        _check_int("d_ff", self.d_ff, 1)
-        _check_int("max_len", self.max_len, 1)
-        for name in ("dropout", "attention_dropout", "activation_dropout"):
-            _check_probability(name, getattr(self, name))
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if self.positional not in POSITIONALS:
-            raise ValueError(f"positional must be one of {POSITIONALS}, got {self.positional!r}")
+        check_int("src_vocab_size", self.src_vocab_size, 1)
+        check_int("tgt_vocab_size", self.tgt_vocab_size, 1)
+        self.block_config()  # checks d_model, n_heads, d_ff, the dropouts, activation, norm_first, eps and impl
+        for name in ("n_encoder_layers", "n_decoder_layers", "max_len"):
+            check_int(name, getattr(self, name), 1)
+        check_choice("positional", self.positional, POSITIONALS)
         if self.positional == "sinusoidal" and self.d_model % 2 != 0:
             raise ValueError(f"sinusoidal positions pair up dimensions, so d_model must be even, got {self.d_model}")
-        for name in ("norm_first", "tie_embeddings", "tie_output", "scale_embeddings"):
-            _check_bool(name, getattr(self, name))
+        for name in ("tie_embeddings", "tie_output", "scale_embeddings"):
+            check_bool(name, getattr(self, name))
         if self.final_norm is not None:
-            _check_bool("final_norm", self.final_norm)
-        if isinstance(self.layer_norm_eps, bool) or not isinstance(self.layer_norm_eps, int | float):
-            raise TypeError(f"layer_norm_eps must be a positive float, got {self.layer_norm_eps!r}")
-        if not self.layer_norm_eps > 0:
-            raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
+            check_bool("final_norm", self.final_norm)
         if self.tie_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(
                 "tie_embeddings=True shares one embedding table, so src_vocab_size and tgt_vocab_size must be "
                 f"equal, got {self.src_vocab_size} and {self.tgt_vocab_size}; use a joint vocabulary or "
                 "tie_embeddings=False"
             )
-        if self.pad_id is not None:
-            _check_int("pad_id", self.pad_id, 0)
-            smallest = min(self.src_vocab_size, self.tgt_vocab_size)
-            if self.pad_id >= smallest:
-                raise ValueError(f"pad_id={self.pad_id} is outside the vocabulary: it must be < {smallest}")
+        check_pad_id(self.pad_id, min(self.src_vocab_size, self.tgt_vocab_size))
+
+    def block_config(self) -> BlockConfig:
+        """The blocks of both stacks: LayerNorm, post-LN unless ``norm_first``, biases everywhere."""
+        return BlockConfig(
+            self.d_model,
+            self.n_heads,
+            self.d_ff,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            activation_dropout=self.activation_dropout,
+            activation=self.activation,
+            norm_first=self.norm_first,
+            layer_norm_eps=self.layer_norm_eps,
+            impl=self.impl,
+        )
 
     @property
     def d_head(self) -> int:
@@ -139,7 +189,9 @@ class TransformerConfig:
     @classmethod
     def tiny(cls, **overrides) -> TransformerConfig:
         """A model that trains in seconds on a CPU (toy tasks, tests): D=32, H=4, 2+2 layers, 32 tokens."""
-        base = cls(
+        return _preset(
+            cls,
+            overrides,
             src_vocab_size=32,
             tgt_vocab_size=32,
             d_model=32,
@@ -150,12 +202,13 @@ class TransformerConfig:
             dropout=0.0,
             max_len=64,
         )
-        return dataclasses.replace(base, **overrides)
 
     @classmethod
     def small(cls, **overrides) -> TransformerConfig:
         """A laptop-sized model for the chapter exercises: D=128, H=4, 3+3 layers, 1000 tokens."""
-        base = cls(
+        return _preset(
+            cls,
+            overrides,
             src_vocab_size=1000,
             tgt_vocab_size=1000,
             d_model=128,
@@ -166,7 +219,6 @@ class TransformerConfig:
             dropout=0.1,
             max_len=256,
         )
-        return dataclasses.replace(base, **overrides)
 
     @classmethod
     def paper_base(cls, **overrides) -> TransformerConfig:
@@ -175,7 +227,9 @@ class TransformerConfig:
         WMT 2014 English–German used a shared source–target BPE vocabulary of about 37,000 tokens (§5.1),
         one embedding matrix for both embedding layers and the pre-softmax projection (§3.4).
         """
-        base = cls(
+        return _preset(
+            cls,
+            overrides,
             src_vocab_size=37_000,
             tgt_vocab_size=37_000,
             d_model=512,
@@ -188,7 +242,6 @@ class TransformerConfig:
             tie_embeddings=True,
             tie_output=True,
         )
-        return dataclasses.replace(base, **overrides)
 
 
 # ---- BERT ----------------------------------------------------------------------------------------------------
@@ -213,6 +266,7 @@ class BertConfig:
     the outputs of a pretrained model. ``initializer_range``: weights start as N(0, 0.02²), biases at 0.
     ``pad_id``, when set, lets the model derive the padding mask from the token ids when no mask is given
     (Hugging Face's ``BertModel`` never does that: without ``attention_mask`` it attends to padding too).
+    ``impl``: the implementation of the functional core (see :class:`BlockConfig`; the numbers are the same).
     """
 
     vocab_size: int
@@ -227,27 +281,29 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     pad_id: int | None = None
+    impl: str = "plain"
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_len", "type_vocab_size"):
-            _check_int(name, getattr(self, name), 1)
-        if self.d_model % self.n_heads != 0:
-            raise ValueError(
-                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
-                f"choose d_model as a multiple of n_heads (e.g. {self.n_heads * max(1, self.d_model // self.n_heads)})"
-            )
-        for name in ("dropout", "attention_dropout"):
-            _check_probability(name, getattr(self, name))
-        for name in ("layer_norm_eps", "initializer_range"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError(f"{name} must be a positive float, got {type(value).__name__} {value!r}")
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        if self.pad_id is not None:
-            _check_int("pad_id", self.pad_id, 0)
-            if self.pad_id >= self.vocab_size:
-                raise ValueError(f"pad_id={self.pad_id} is outside the vocabulary: it must be < {self.vocab_size}")
+        check_int("vocab_size", self.vocab_size, 1)
+        self.block_config()  # checks d_model, n_heads, d_ff, the dropouts, eps and impl
+        for name in ("n_layers", "max_len", "type_vocab_size"):
+            check_int(name, getattr(self, name), 1)
+        check_positive_float("initializer_range", self.initializer_range)
+        check_pad_id(self.pad_id, self.vocab_size)
+
+    def block_config(self) -> BlockConfig:
+        """The 2017 post-LN encoder block with exact (erf) GELU, dropout on the sub-layer outputs and the weights."""
+        return BlockConfig(
+            self.d_model,
+            self.n_heads,
+            self.d_ff,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            activation="gelu",  # exact erf GELU (Hendrycks & Gimpel 2016), BERT's "gelu"
+            norm_first=False,
+            layer_norm_eps=self.layer_norm_eps,
+            impl=self.impl,
+        )
 
     @property
     def d_head(self) -> int:
@@ -259,41 +315,58 @@ class BertConfig:
     @classmethod
     def tiny(cls, **overrides) -> BertConfig:
         """A model for tests and quick demos: V=100, D=32, H=4, 2 layers, F=64, 64 positions, no dropout."""
-        base = cls(
-            vocab_size=100, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=64, dropout=0.0, attention_dropout=0.0
+        return _preset(
+            cls,
+            overrides,
+            vocab_size=100,
+            d_model=32,
+            n_heads=4,
+            n_layers=2,
+            d_ff=64,
+            max_len=64,
+            dropout=0.0,
+            attention_dropout=0.0,
         )
-        return dataclasses.replace(base, **overrides)
 
     @classmethod
     def mini(cls, **overrides) -> BertConfig:
         """A laptop-sized BERT for pre-training on a CPU: the layer sizes of BERT-Mini (Turc et al. 2019,
         "Well-Read Students Learn Better"): 4 layers, D=256, H=4, F=1024; 128 positions and a vocabulary of
         8000 — pass ``vocab_size=tokenizer.vocab_size`` for the WordPiece vocabulary you trained."""
-        base = cls(vocab_size=8000, d_model=256, n_heads=4, n_layers=4, d_ff=1024, max_len=128)
-        return dataclasses.replace(base, **overrides)
+        return _preset(
+            cls,
+            overrides,
+            vocab_size=8000,
+            d_model=256,
+            n_heads=4,
+            n_layers=4,
+            d_ff=1024,
+            max_len=128,
+        )
 
     @classmethod
     def base(cls, **overrides) -> BertConfig:
         """BERT-base (Devlin et al. 2019, §3): L=12, H=768, A=12, F=3072, 512 positions, 2 segments, the
         30,522-token uncased WordPiece vocabulary — "Total Parameters=110M"."""
-        base = cls(vocab_size=30_522, d_model=768, n_heads=12, n_layers=12, d_ff=3072, max_len=512, type_vocab_size=2)
-        return dataclasses.replace(base, **overrides)
+        return _preset(
+            cls,
+            overrides,
+            vocab_size=30_522,
+            d_model=768,
+            n_heads=12,
+            n_layers=12,
+            d_ff=3072,
+            max_len=512,
+            type_vocab_size=2,
+        )
 
 
 # ---- GPT (decoder-only) ------------------------------------------------------------------------------------
 
-__all__ += ["GPTConfig", "GPT_POSITIONALS", "NORMS", "ROPE_CONVENTIONS"]
+__all__ += ["GPTConfig", "GPT_POSITIONALS", "ROPE_CONVENTIONS"]
 
 GPT_POSITIONALS = ("learned", "rope")  # a learned table added to the embeddings (GPT-2), or RoPE (Llama)
-NORMS = ("layer", "rms")  # see blocks.make_norm
 ROPE_CONVENTIONS = ("half", "interleaved")  # see functional.apply_rope
-
-
-def _check_positive_float(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a positive float, got {type(value).__name__} {value!r}")
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
 
 
 @dataclass(frozen=True)
@@ -317,7 +390,8 @@ class GPTConfig:
     ``pad_id``, when set, lets the model derive the padding mask from the token ids when none is given.
     ``initializer_range``: weights start as N(0, 0.02²); the projections that write into the residual stream
     (attention ``out_proj`` and feed-forward ``w2``) as N(0, 0.02² / (2·L)), GPT-2's scaled initialisation.
-    ``fused`` dispatches attention to ``F.scaled_dot_product_attention`` (off: the hand-written path runs).
+    ``impl``: the implementation of the functional core — ``"plain"`` (the textbook), ``"kernels"`` or ``"torch"``
+    (see :class:`BlockConfig`; the numbers are the same).
     """
 
     vocab_size: int
@@ -339,42 +413,43 @@ class GPTConfig:
     tie_head: bool = True
     initializer_range: float = 0.02
     pad_id: int | None = None
-    fused: bool = False
+    impl: str = "plain"
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_len"):
-            _check_int(name, getattr(self, name), 1)
-        if self.d_model % self.n_heads != 0:
-            raise ValueError(
-                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
-                f"choose d_model as a multiple of n_heads (e.g. {self.n_heads * max(1, self.d_model // self.n_heads)})"
-            )
-        for name in ("dropout", "embedding_dropout", "attention_dropout"):
-            _check_probability(name, getattr(self, name))
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        if self.positional not in GPT_POSITIONALS:
-            raise ValueError(f"positional must be one of {GPT_POSITIONALS}, got {self.positional!r}")
-        if self.rope_convention not in ROPE_CONVENTIONS:
-            raise ValueError(f"rope_convention must be one of {ROPE_CONVENTIONS}, got {self.rope_convention!r}")
+        check_int("vocab_size", self.vocab_size, 1)
+        self.block_config()  # checks d_model, n_heads, d_ff, dropout, attention_dropout, activation, norm, eps, bias
+        for name in ("n_layers", "max_len"):
+            check_int(name, getattr(self, name), 1)
+        check_probability("embedding_dropout", self.embedding_dropout)
+        check_choice("positional", self.positional, GPT_POSITIONALS)
+        check_choice("rope_convention", self.rope_convention, ROPE_CONVENTIONS)
         if self.positional == "rope" and self.d_head % 2 != 0:
             raise ValueError(
                 f"rotary embeddings rotate pairs of dimensions, so the head width d_model / n_heads must be even, "
                 f"got {self.d_model} / {self.n_heads} = {self.d_head}"
             )
-        _check_positive_float("layer_norm_eps", self.layer_norm_eps)
-        _check_positive_float("initializer_range", self.initializer_range)
-        _check_positive_float("rope_theta", self.rope_theta)
+        check_positive_float("initializer_range", self.initializer_range)
+        check_positive_float("rope_theta", self.rope_theta)
         if not self.rope_theta > 1:
             raise ValueError(f"rope_theta must be > 1 (the base of the rotary frequencies), got {self.rope_theta}")
-        for name in ("bias", "tie_head", "fused"):
-            _check_bool(name, getattr(self, name))
-        if self.pad_id is not None:
-            _check_int("pad_id", self.pad_id, 0)
-            if self.pad_id >= self.vocab_size:
-                raise ValueError(f"pad_id={self.pad_id} is outside the vocabulary: it must be < {self.vocab_size}")
+        check_bool("tie_head", self.tie_head)
+        check_pad_id(self.pad_id, self.vocab_size)
+
+    def block_config(self) -> BlockConfig:
+        """GPT-2's pre-LN block (or Llama's, by configuration): dropout on the sub-layer outputs and the weights."""
+        return BlockConfig(
+            self.d_model,
+            self.n_heads,
+            self.d_ff,
+            dropout=self.dropout,  # resid_pdrop: on each sub-layer output, before the residual addition
+            attention_dropout=self.attention_dropout,  # attn_pdrop: on the attention weights
+            activation=self.activation,
+            norm=self.norm,
+            norm_first=True,
+            layer_norm_eps=self.layer_norm_eps,
+            bias=self.bias,
+            impl=self.impl,
+        )
 
     @property
     def d_head(self) -> int:
@@ -386,7 +461,9 @@ class GPTConfig:
     @classmethod
     def tiny(cls, **overrides) -> GPTConfig:
         """A GPT-2-shaped model for tests and demos: V=64, D=32, H=4, 2 layers, F=128, 64 positions, no dropout."""
-        base = cls(
+        return _preset(
+            cls,
+            overrides,
             vocab_size=64,
             d_model=32,
             n_heads=4,
@@ -397,28 +474,45 @@ class GPTConfig:
             embedding_dropout=0.0,
             attention_dropout=0.0,
         )
-        return dataclasses.replace(base, **overrides)
 
     @classmethod
     def small(cls, **overrides) -> GPTConfig:
         """A laptop-sized GPT-2 for language-model training on a CPU: V=1000, D=128, H=4, 4 layers, F=512,
         256 positions, dropout 0.1 — pass ``vocab_size=tokenizer.vocab_size`` for your tokenizer."""
-        base = cls(vocab_size=1000, d_model=128, n_heads=4, n_layers=4, d_ff=512, max_len=256)
-        return dataclasses.replace(base, **overrides)
+        return _preset(
+            cls,
+            overrides,
+            vocab_size=1000,
+            d_model=128,
+            n_heads=4,
+            n_layers=4,
+            d_ff=512,
+            max_len=256,
+        )
 
     @classmethod
     def gpt2_small(cls, **overrides) -> GPTConfig:
         """GPT-2 small (Radford et al. 2019, Table 2: 12 layers, d_model 768): 50,257 byte-level BPE tokens, a
         1024-token context, 12 heads, F = 3072 — 124,439,808 parameters with the tied LM head ("117M" in the
         paper, which counted differently)."""
-        base = cls(vocab_size=50_257, d_model=768, n_heads=12, n_layers=12, d_ff=3072, max_len=1024)
-        return dataclasses.replace(base, **overrides)
+        return _preset(
+            cls,
+            overrides,
+            vocab_size=50_257,
+            d_model=768,
+            n_heads=12,
+            n_layers=12,
+            d_ff=3072,
+            max_len=1024,
+        )
 
     @classmethod
     def llama_tiny(cls, **overrides) -> GPTConfig:
         """A tiny Llama-style decoder (Touvron et al. 2023): RoPE (rotate-half), RMSNorm (ε = 1e-6), SwiGLU,
         bias-free projections, untied head, no dropout — V=64, D=32, H=4, 2 layers, F=88 (≈ 8/3·D)."""
-        base = cls(
+        return _preset(
+            cls,
+            overrides,
             vocab_size=64,
             d_model=32,
             n_heads=4,
@@ -435,4 +529,3 @@ class GPTConfig:
             bias=False,
             tie_head=False,
         )
-        return dataclasses.replace(base, **overrides)

@@ -61,8 +61,9 @@ LogitsFn = Callable[[Tensor, Tensor], Tensor]
 def encoder_decoder_logits_fn(model: nn.Module, src_ids: Tensor, src_valid: Tensor | None = None) -> LogitsFn:
     """Wrap an encoder–decoder so that the source is encoded **once** and every step only runs the decoder.
 
-    ``model`` needs ``encode(src_ids, src_valid) -> memory (B, S, D)`` and
-    ``decode(tgt_ids, memory, src_valid=None, tgt_valid=None) -> logits (B, T, V)``. ``src_ids`` is (B, S),
+    ``model`` needs ``encode(src_ids, src_valid) -> memory (B, S, D)`` (or an output carrying it as
+    ``.last_hidden_state``, as :class:`~models.EncoderDecoder` returns) and ``decode(tgt_ids, memory,
+    src_valid=None, tgt_valid=None) -> logits (B, T, V)`` (or an output with ``.logits``). ``src_ids`` is (B, S),
     ``src_valid`` the (B, S) bool padding mask (True at real tokens) or None; when None and the model has
     ``config.pad_id`` set, the mask is derived from the ids, as the model's own ``forward`` does. The
     returned callable gathers the memory (and padding mask) of each hypothesis's batch element with ``rows``
@@ -83,14 +84,15 @@ def encoder_decoder_logits_fn(model: nn.Module, src_ids: Tensor, src_valid: Tens
     if src_valid is None and pad_id is not None:
         src_valid = masks.padding_mask_from_ids(src_ids, pad_id)  # (B, S)
     with torch.no_grad():
-        memory = model.encode(src_ids, src_valid)  # (B, S, D)
+        memory = model.encode(src_ids, src_valid)
+    memory = getattr(memory, "last_hidden_state", memory)  # (B, S, D)
 
     def logits_fn(ids: Tensor, rows: Tensor) -> Tensor:
         valid = None if src_valid is None else src_valid[rows]  # (N, S)
         tgt_valid = torch.ones_like(ids, dtype=torch.bool)  # (N, t)
         with torch.no_grad():
-            logits = model.decode(ids, memory[rows], src_valid=valid, tgt_valid=tgt_valid)  # memory[rows]: (N, S, D)
-        return logits[:, -1, :]  # (N, t, V) -> (N, V): the prediction made at the last position
+            out = model.decode(ids, memory[rows], src_valid=valid, tgt_valid=tgt_valid)  # memory[rows]: (N, S, D)
+        return _last_logits(out)  # (N, t, V) -> (N, V): the prediction made at the last position
 
     return logits_fn
 

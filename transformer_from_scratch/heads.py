@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import functional as tf
+from ._validation import check_all
 from .layers import LayerNorm
 
 __all__ = ["CLSPooler", "MLMHead", "NSPHead", "pretraining_loss", "IS_NEXT", "NOT_NEXT"]
@@ -61,6 +62,7 @@ class MLMHead(nn.Module):
         embedding: the token-embedding ``nn.Parameter`` (V, D) to tie the decoder to; ``None`` makes an
             untied decoder of its own (initialised like BERT's weights, N(0, 0.02²)).
         layer_norm_eps: ε of the transform's LayerNorm (1e-12 in BERT).
+        impl: the implementation of GELU and LayerNorm (see ``functional.py``).
 
     Sub-modules: ``dense`` (D -> D), ``norm`` (LayerNorm), ``decoder`` (``nn.Linear(D, V, bias=False)`` whose
     ``weight`` *is* ``embedding`` when tied) and the parameter ``bias`` (V,).
@@ -68,12 +70,18 @@ class MLMHead(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, vocab_size: int, *, embedding: nn.Parameter | None = None, layer_norm_eps: float = 1e-12
+        self,
+        d_model: int,
+        vocab_size: int,
+        *,
+        embedding: nn.Parameter | None = None,
+        layer_norm_eps: float = 1e-12,
+        impl: str = "plain",
     ):
         super().__init__()
         self.d_model, self.vocab_size = d_model, vocab_size
         self.dense = nn.Linear(d_model, d_model)  # (…, D) -> (…, D)
-        self.norm = LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm = LayerNorm(d_model, eps=layer_norm_eps, impl=impl)
         self.decoder = nn.Linear(d_model, vocab_size, bias=False)  # (…, D) -> (…, V)
         self.bias = nn.Parameter(torch.zeros(vocab_size))  # output-only bias, one per token
         if embedding is not None:
@@ -89,7 +97,7 @@ class MLMHead(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         _check_hidden(h, self.d_model)
-        x = self.norm(tf.gelu(self.dense(h)))  # (…, D) -> (…, D)
+        x = self.norm(tf.gelu(self.dense(h), impl=self.norm.impl))  # (…, D) -> (…, D)
         return F.linear(x, self.decoder.weight, self.bias)  # (…, D)·(D, V) + (V,) -> (…, V)
 
 
@@ -116,6 +124,7 @@ def pretraining_loss(
     nsp_labels: Tensor | None = None,
     *,
     ignore_index: int = -100,
+    impl: str | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     r"""BERT's pre-training loss = CE_MLM + CE_NSP -> (total, mlm_loss, nsp_loss).
 
@@ -124,7 +133,8 @@ def pretraining_loss(
 
     Shapes: mlm_logits (B, T, V) with mlm_labels (B, T); nsp_logits (B, 2) with nsp_labels (B,). Either pair
     may be left out (its loss is then None and the total is the other one). Positions whose label is
-    ``ignore_index`` contribute nothing — neither to the sum nor to the count of the mean.
+    ``ignore_index`` contribute nothing — neither to the sum nor to the count of the mean. ``impl`` chooses the
+    implementation of :func:`functional.cross_entropy`.
     """
     mlm_loss = nsp_loss = None
     if (mlm_logits is None) != (mlm_labels is None):
@@ -134,11 +144,14 @@ def pretraining_loss(
     if mlm_logits is None and nsp_logits is None:
         raise ValueError("pretraining_loss needs mlm_labels, nsp_labels or both")
     if mlm_logits is not None:
-        mlm_loss = tf.cross_entropy(mlm_logits, mlm_labels.to(mlm_logits.device), ignore_index=ignore_index)
+        mlm_loss = tf.cross_entropy(mlm_logits, mlm_labels.to(mlm_logits.device), ignore_index=ignore_index, impl=impl)
     if nsp_logits is not None:
-        if nsp_labels.numel() and not bool(((nsp_labels == IS_NEXT) | (nsp_labels == NOT_NEXT)).all()):
-            raise ValueError(f"nsp_labels must be 0 (IsNext) or 1 (NotNext), got {torch.unique(nsp_labels).tolist()}")
-        nsp_loss = tf.cross_entropy(nsp_logits, nsp_labels.to(nsp_logits.device))
+        check_all(
+            (nsp_labels == IS_NEXT) | (nsp_labels == NOT_NEXT),
+            lambda: f"nsp_labels must be 0 (IsNext) or 1 (NotNext), got {torch.unique(nsp_labels).tolist()}",
+            "nsp_labels must be 0 (IsNext) or 1 (NotNext)",
+        )
+        nsp_loss = tf.cross_entropy(nsp_logits, nsp_labels.to(nsp_logits.device), impl=impl)
     if mlm_loss is None:
         return nsp_loss, None, nsp_loss
     return (mlm_loss if nsp_loss is None else mlm_loss + nsp_loss), mlm_loss, nsp_loss

@@ -5,8 +5,9 @@ r"""The per-position layers of a Transformer block and the token embedding.
     FeedForward      w2(act(w1 x)), or w2(silu(w1 x) ⊙ w3 x) for SwiGLU  — Vaswani et al. 2017 eq. (2); Shazeer 2020
     TokenEmbedding   weight[ids] (· √D)                                 — Vaswani et al. 2017 §3.4
 
-Each module owns its parameters and calls the pure functions of :mod:`functional`; tests compare those
-functions with the NumPy references in ``reference/layers.py`` and with PyTorch's own layers.
+Each module owns its parameters and calls the pure functions of :mod:`functional` with its ``impl`` ("plain" —
+the textbook code, by default —, "kernels" or "torch", see ``functional.py``); tests compare those functions with
+the NumPy references in ``reference/layers.py`` and with PyTorch's own layers.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import functional as tf
+from ._validation import check_integer_tensor, check_token_ids, check_width
 
 __all__ = ["ACTIVATIONS", "FFN_ACTIVATIONS", "LayerNorm", "RMSNorm", "FeedForward", "TokenEmbedding"]
 
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+ACTIVATIONS: dict[str, Callable[..., Tensor]] = {
     "relu": tf.relu,  # the 2017 Transformer
     "gelu": tf.gelu,  # exact erf form: BERT, nn.TransformerEncoderLayer(activation="gelu")
     "gelu_tanh": tf.gelu_tanh,  # tanh approximation: GPT-2
@@ -40,11 +42,9 @@ def _check_eps(eps) -> None:
         raise ValueError(f"eps must be a positive number, got {eps!r}")
 
 
-def _check_width(x: Tensor, d_model: int) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() == 0 or x.shape[-1] != d_model:
-        raise ValueError(f"x must have shape (..., d_model={d_model}), got {tuple(x.shape)}")
+def _check_impl(impl) -> None:
+    if impl not in tf.IMPLS:
+        raise ValueError(f"impl must be one of {tf.IMPLS}, got {impl!r}")
 
 
 class LayerNorm(nn.Module):
@@ -54,11 +54,12 @@ class LayerNorm(nn.Module):
     (``nn.LayerNorm``, GPT-2) — BERT checkpoints use 1e-12, so pass ``eps`` from the checkpoint's config.
     """
 
-    def __init__(self, d_model: int, eps: float = 1e-5):
+    def __init__(self, d_model: int, eps: float = 1e-5, *, impl: str = "plain"):
         super().__init__()
         _check_positive_int("d_model", d_model)
         _check_eps(eps)
-        self.d_model, self.eps = d_model, float(eps)
+        _check_impl(impl)
+        self.d_model, self.eps, self.impl = d_model, float(eps), impl
         self.weight = nn.Parameter(torch.ones(d_model))
         self.bias = nn.Parameter(torch.zeros(d_model))
 
@@ -67,8 +68,8 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x (…, D) -> (…, D)."""
-        _check_width(x, self.d_model)
-        return tf.layer_norm(x, self.weight, self.bias, self.eps)
+        check_width(x, self.d_model)
+        return tf.layer_norm(x, self.weight, self.bias, self.eps, impl=self.impl)
 
 
 class RMSNorm(nn.Module):
@@ -77,11 +78,12 @@ class RMSNorm(nn.Module):
     Half-precision inputs are normalised in float32 and cast back (see :func:`functional.rms_norm`).
     """
 
-    def __init__(self, d_model: int, eps: float = 1e-6):
+    def __init__(self, d_model: int, eps: float = 1e-6, *, impl: str = "plain"):
         super().__init__()
         _check_positive_int("d_model", d_model)
         _check_eps(eps)
-        self.d_model, self.eps = d_model, float(eps)
+        _check_impl(impl)
+        self.d_model, self.eps, self.impl = d_model, float(eps), impl
         self.weight = nn.Parameter(torch.ones(d_model))
 
     def extra_repr(self) -> str:
@@ -89,8 +91,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x (…, D) -> (…, D), in the dtype of x."""
-        _check_width(x, self.d_model)
-        return tf.rms_norm(x, self.weight, self.eps)
+        check_width(x, self.d_model)
+        return tf.rms_norm(x, self.weight, self.eps, impl=self.impl)
 
 
 class FeedForward(nn.Module):
@@ -108,15 +110,25 @@ class FeedForward(nn.Module):
     picks d_ff ≈ 8/3 · D for SwiGLU so that its three matrices cost what two matrices of width 4·D would.
     """
 
-    def __init__(self, d_model: int, d_ff: int, *, activation: str = "relu", bias: bool = True, dropout: float = 0.0):
+    def __init__(
+        self,
+        d_model: int,
+        d_ff: int,
+        *,
+        activation: str = "relu",
+        bias: bool = True,
+        dropout: float = 0.0,
+        impl: str = "plain",
+    ):
         super().__init__()
+        _check_impl(impl)
         _check_positive_int("d_model", d_model)
         _check_positive_int("d_ff", d_ff)
         if activation not in FFN_ACTIVATIONS:
             raise ValueError(f"activation must be one of {FFN_ACTIVATIONS}, got {activation!r}")
         if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.d_model, self.d_ff, self.activation = d_model, d_ff, activation
+        self.d_model, self.d_ff, self.activation, self.impl = d_model, d_ff, activation, impl
         gated = activation == "swiglu"
         self.w1 = nn.Linear(d_model, d_ff, bias=bias and not gated)  # (…, D) -> (…, F)
         self.w2 = nn.Linear(d_ff, d_model, bias=bias and not gated)  # (…, F) -> (…, D)
@@ -129,11 +141,11 @@ class FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x (…, D) -> (…, D)."""
-        _check_width(x, self.d_model)
+        check_width(x, self.d_model)
         if self.activation == "swiglu":
-            hidden = tf.silu(self.w1(x)) * self.w3(x)  # (…, F) ⊙ (…, F) -> (…, F)
+            hidden = tf.silu(self.w1(x), impl=self.impl) * self.w3(x)  # (…, F) ⊙ (…, F) -> (…, F)
         else:
-            hidden = ACTIVATIONS[self.activation](self.w1(x))  # (…, D) -> (…, F)
+            hidden = ACTIVATIONS[self.activation](self.w1(x), impl=self.impl)  # (…, D) -> (…, F)
         return self.w2(self.dropout(hidden))  # (…, F) -> (…, D)
 
 
@@ -175,16 +187,13 @@ class TokenEmbedding(nn.Module):
         return f"vocab_size={self.vocab_size}, d_model={self.d_model}, scale={self.scale}{pad}"
 
     def forward(self, ids: Tensor) -> Tensor:
-        """ids (…) integer -> embeddings (…, D), e.g. (B, T) -> (B, T, D)."""
-        if not isinstance(ids, Tensor):
-            raise TypeError(f"token ids must be an integer torch.Tensor, got {type(ids).__name__}")
-        if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
-            raise TypeError(f"token ids must be an integer tensor, got {ids.dtype}")
-        if ids.numel():
-            low, high = int(ids.min()), int(ids.max())
-            bad = high if high >= self.vocab_size else low
-            if low < 0 or high >= self.vocab_size:
-                raise ValueError(f"token id {bad} is outside the vocabulary of size {self.vocab_size}")
+        """ids (…) integer -> embeddings (…, D), e.g. (B, T) -> (B, T, D). The ids are checked first."""
+        check_integer_tensor(ids, "ids", what="(…)")
+        check_token_ids(ids, self.vocab_size, "ids")
+        return self.lookup(ids)
+
+    def lookup(self, ids: Tensor) -> Tensor:
+        """:meth:`forward` without the check of the ids — for models, which check their inputs once, on entry."""
         # F.embedding is the row lookup weight[ids]; it also keeps the gradient of the padding row at zero.
         out = F.embedding(ids, self.weight, padding_idx=self.padding_idx)  # (…) -> (…, D)
         return out * math.sqrt(self.d_model) if self.scale else out

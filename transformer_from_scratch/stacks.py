@@ -1,82 +1,110 @@
-r"""Stacks of blocks — the encoder and the decoder of Vaswani et al. 2017, §3.1 (N = 6 each).
+r"""Stacks of blocks — the encoder and the decoder of Vaswani et al. 2017, §3.1 (N = 6 each), and the decoder of a
+decoder-only language model.
 
-    Encoder:  x_{l+1} = EncoderBlock_l(x_l)                       l = 0 … N-1, then optional final Norm
-    Decoder:  y_{l+1} = DecoderBlock_l(y_l, memory)               every block attends to the same memory
+    Encoder:        x_{l+1} = EncoderBlock_l(x_l)                 bidirectional: the caller's mask (key padding)
+    Decoder:        y_{l+1} = DecoderBlock_l(y_l, memory)         self-attention + cross-attention to the memory
+    CausalDecoder:  x_{l+1} = EncoderBlock_l(x_l)                 causal: position t sees positions ≤ t (KV cache)
+
+A decoder-only model (GPT) has no encoder to attend to, so its blocks are encoder blocks; what makes them a
+decoder is the causal mask, which :class:`CausalDecoder` builds itself — with the keys and values of earlier
+positions taken from a KV cache during generation.
 
 A pre-LN stack (``norm_first=True``) adds the residual stream of every block without ever normalising it,
 so it ends with one more Norm — ``final_norm`` defaults to ``norm_first``. ``nn.Transformer`` puts that
 final norm after post-LN stacks as well; ``final_norm=True`` reproduces it (see ``interop/torch_nn.py``).
 
-The stacks take ready-made ``allowed`` masks; building them from padding and causality is the model's job
-(``models/transformer.py``). With ``return_attention=True`` they also return one weight tensor per block.
+Every stack is built from one :class:`~config.BlockConfig` and returns a :class:`StackOutput`: the last hidden
+state (after the final norm), and, when asked, the hidden states (the input, then every block's output) and the
+attention weights of every block.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor, nn
 
+from . import masks
+from .attention import KVCache
 from .blocks import DecoderBlock, EncoderBlock, make_norm
+from .config import BlockConfig
 
-__all__ = ["Encoder", "Decoder"]
+__all__ = ["StackOutput", "Encoder", "Decoder", "CausalDecoder"]
+
+
+@dataclass(frozen=True, eq=False)
+class StackOutput:
+    """What a stack returns.
+
+    last_hidden_state (B, T, D) — the output of the last block, after the final norm if the stack has one;
+    hidden_states — N + 1 tensors (B, T, D), the stack's input and then every block's output (before the final
+    norm), with ``return_hidden_states=True``, else None; attentions — N self-attention weight tensors (B, H, T, S)
+    with ``return_attention=True``, else None; cross_attentions — N cross-attention weight tensors (B, H, T, S_enc)
+    of a :class:`Decoder` with ``return_attention=True``, else None.
+    """
+
+    last_hidden_state: Tensor
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+    cross_attentions: tuple[Tensor, ...] | None = None
 
 
 class _Stack(nn.Module):
-    def __init__(self, block_cls, n_layers: int, d_model: int, n_heads: int, d_ff: int, final_norm, options: dict):
+    """N blocks of one :class:`~config.BlockConfig`, and a final norm when ``final_norm`` (default ``norm_first``)."""
+
+    def __init__(self, block_cls, config: BlockConfig, n_layers: int, final_norm: bool | None, rotary):
         super().__init__()
         if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
             raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
-        self.layers = nn.ModuleList([block_cls(d_model, n_heads, d_ff, **options) for _ in range(n_layers)])
-        final_norm = options["norm_first"] if final_norm is None else final_norm
+        self.layers = nn.ModuleList([block_cls(config, rotary=rotary) for _ in range(n_layers)])
+        self.config = config
+        final_norm = config.norm_first if final_norm is None else final_norm
         # A Norm after the last block (pre-LN needs it; nn.Transformer has it always), or no module at all.
-        self.final_norm = make_norm(options["norm"], d_model, options["layer_norm_eps"]) if final_norm else None
+        self.final_norm = (
+            make_norm(config.norm, config.d_model, config.layer_norm_eps, config.impl) if final_norm else None
+        )
+
+    def _output(self, x: Tensor, hidden: list[Tensor] | None, weights: list[Tensor] | None, cross=None) -> StackOutput:
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return StackOutput(
+            last_hidden_state=x,
+            hidden_states=None if hidden is None else tuple(hidden),
+            attentions=None if weights is None else tuple(weights),
+            cross_attentions=None if cross is None else tuple(cross),
+        )
 
 
-class Encoder(_Stack):
+class _SelfAttentionStack(_Stack):
+    """Encoder blocks in sequence, each reading the same mask (and its own layer of a KV cache, when given)."""
+
+    def __init__(self, config: BlockConfig, n_layers: int, *, final_norm: bool | None = None, rotary=None):
+        super().__init__(EncoderBlock, config, n_layers, final_norm, rotary)
+
+    def _run(self, x, allowed, positions, kv_cache, return_attention, return_hidden_states) -> StackOutput:
+        hidden = [x] if return_hidden_states else None  # (B,T,D): the input, then one entry per block
+        weights = [] if return_attention else None
+        for i, layer in enumerate(self.layers):
+            options = dict(allowed=allowed, positions=positions)
+            if kv_cache is not None:
+                options["kv_cache"] = kv_cache[i]
+            if return_attention:
+                x, w = layer(x, **options, return_attention=True)
+                weights.append(w)  # (B,H,T,S)
+            else:
+                x = layer(x, **options)  # (B,T,D)
+            if hidden is not None:
+                hidden.append(x)
+        return self._output(x, hidden, weights)
+
+
+class Encoder(_SelfAttentionStack):
     """N :class:`~blocks.EncoderBlock` s (+ a final Norm when ``final_norm``, default ``norm_first``).
 
-    Keyword options are those of :class:`~blocks.EncoderBlock`. ``forward(x (B,S,D), *, allowed=None,
-    positions=None, return_attention=False, return_hidden_states=False, kv_cache=None)`` -> memory (B,S,D)
-    [, list of N self-attention weights (B,H,S,S)] [, list of N + 1 hidden states (B,S,D)].
-
-    ``kv_cache`` (an ``attention.KVCache`` with one layer cache per block) is how a decoder-only model (this
-    stack with a causal mask) decodes incrementally: block i reads and extends ``kv_cache[i]``.
-
-    The hidden states are the stack's input followed by the output of every block (before the final norm, if
-    any) — what BERT users probe layer by layer. With both flags the result is (memory, weights, hidden).
+    ``Encoder(config, n_layers, *, final_norm=None, rotary=None)``; ``forward(x (B,S,D), *, allowed=None,
+    positions=None, return_attention=False, return_hidden_states=False)`` -> :class:`StackOutput`, its
+    ``last_hidden_state`` the memory (B,S,D). ``allowed`` broadcasts to (B,H,S,S) — usually key padding.
     """
-
-    def __init__(
-        self,
-        n_layers: int,
-        d_model: int,
-        n_heads: int,
-        d_ff: int,
-        *,
-        final_norm: bool | None = None,
-        dropout: float = 0.0,
-        attention_dropout: float = 0.0,
-        activation_dropout: float = 0.0,
-        activation: str = "relu",
-        norm_first: bool = False,
-        layer_norm_eps: float = 1e-5,
-        bias: bool = True,
-        norm: str = "layer",
-        rotary: nn.Module | None = None,
-        fused: bool = False,
-    ):
-        options = dict(
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            activation_dropout=activation_dropout,
-            activation=activation,
-            norm_first=norm_first,
-            layer_norm_eps=layer_norm_eps,
-            bias=bias,
-            norm=norm,
-            rotary=rotary,
-            fused=fused,
-        )
-        super().__init__(EncoderBlock, n_layers, d_model, n_heads, d_ff, final_norm, options)
 
     def forward(
         self,
@@ -86,69 +114,57 @@ class Encoder(_Stack):
         positions: Tensor | None = None,
         return_attention: bool = False,
         return_hidden_states: bool = False,
-        kv_cache=None,
-    ) -> Tensor | tuple[Tensor, list[Tensor]] | tuple[Tensor, list[Tensor], list[Tensor]]:
-        weights: list[Tensor] = []
-        hidden: list[Tensor] = [x]  # (B,S,D): the input, then one entry per block
+    ) -> StackOutput:
+        return self._run(x, allowed, positions, None, return_attention, return_hidden_states)
+
+
+class CausalDecoder(_SelfAttentionStack):
+    r"""The decoder of a decoder-only model: N :class:`~blocks.EncoderBlock` s run with a causal mask.
+
+    ``forward(x (B,T,D), *, valid=None, positions=None, kv_cache=None, return_attention=False,
+    return_hidden_states=False)`` -> :class:`StackOutput`.
+
+    x holds the T new positions; with a :class:`~attention.KVCache` holding S_past earlier ones, the keys are all
+    S = S_past + T positions and new query i sits at key index S_past + i. Query i may attend to key j when
+    j ≤ S_past + i (``masks.causal_mask(T, S)``, bottom-right aligned) and key j is a real token: ``valid`` (B, S)
+    bool over *all* S keys, or None when every key is real. Block i reads and extends ``kv_cache[i]``.
+    """
+
+    def new_kv_cache(self) -> KVCache:
+        """An empty cache with one layer cache per block."""
+        return KVCache(len(self.layers))
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        valid: Tensor | None = None,
+        positions: Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        return_attention: bool = False,
+        return_hidden_states: bool = False,
+    ) -> StackOutput:
         if kv_cache is not None and len(kv_cache) != len(self.layers):
             raise ValueError(f"kv_cache has {len(kv_cache)} layer caches, but this stack has {len(self.layers)} blocks")
-        for i, layer in enumerate(self.layers):
-            options = dict(allowed=allowed, positions=positions)
-            if kv_cache is not None:
-                options["kv_cache"] = kv_cache[i]
-            if return_attention:
-                x, w = layer(x, **options, return_attention=True)
-                weights.append(w)  # (B,H,S,S)
-            else:
-                x = layer(x, **options)  # (B,S,D)
-            hidden.append(x)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        if return_hidden_states:
-            return (x, weights, hidden) if return_attention else (x, hidden)
-        return (x, weights) if return_attention else x
+        t = x.shape[1]
+        s = t + (0 if kv_cache is None else kv_cache.length)  # keys: the cached positions, then the new ones
+        allowed = masks.causal_mask(t, s, device=x.device)  # (T, S)
+        if valid is not None:
+            allowed = masks.combine(allowed, masks.key_padding(valid))  # (T,S) & (B,1,1,S) -> (B,1,T,S)
+        return self._run(x, allowed, positions, kv_cache, return_attention, return_hidden_states)
 
 
 class Decoder(_Stack):
     """N :class:`~blocks.DecoderBlock` s (+ a final Norm when ``final_norm``, default ``norm_first``).
 
-    ``forward(y (B,T,D), memory (B,S,D), *, self_allowed=None, cross_allowed=None, positions=None,
-    return_attention=False)`` -> (B,T,D) [, list of N self weights (B,H,T,T), list of N cross weights
-    (B,H,T,S)].
+    ``Decoder(config, n_layers, *, final_norm=None, rotary=None)``; ``forward(y (B,T,D), memory (B,S,D), *,
+    self_allowed=None, cross_allowed=None, positions=None, return_attention=False, return_hidden_states=False)``
+    -> :class:`StackOutput` with the N self-attention weights (B,H,T,T) in ``attentions`` and the N
+    cross-attention weights (B,H,T,S) in ``cross_attentions`` when ``return_attention``.
     """
 
-    def __init__(
-        self,
-        n_layers: int,
-        d_model: int,
-        n_heads: int,
-        d_ff: int,
-        *,
-        final_norm: bool | None = None,
-        dropout: float = 0.0,
-        attention_dropout: float = 0.0,
-        activation_dropout: float = 0.0,
-        activation: str = "relu",
-        norm_first: bool = False,
-        layer_norm_eps: float = 1e-5,
-        bias: bool = True,
-        norm: str = "layer",
-        rotary: nn.Module | None = None,
-        fused: bool = False,
-    ):
-        options = dict(
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            activation_dropout=activation_dropout,
-            activation=activation,
-            norm_first=norm_first,
-            layer_norm_eps=layer_norm_eps,
-            bias=bias,
-            norm=norm,
-            rotary=rotary,
-            fused=fused,
-        )
-        super().__init__(DecoderBlock, n_layers, d_model, n_heads, d_ff, final_norm, options)
+    def __init__(self, config: BlockConfig, n_layers: int, *, final_norm: bool | None = None, rotary=None):
+        super().__init__(DecoderBlock, config, n_layers, final_norm, rotary)
 
     def forward(
         self,
@@ -159,23 +175,19 @@ class Decoder(_Stack):
         cross_allowed: Tensor | None = None,
         positions: Tensor | None = None,
         return_attention: bool = False,
-    ) -> Tensor | tuple[Tensor, list[Tensor], list[Tensor]]:
-        self_weights: list[Tensor] = []
-        cross_weights: list[Tensor] = []
+        return_hidden_states: bool = False,
+    ) -> StackOutput:
+        hidden = [y] if return_hidden_states else None
+        self_weights = [] if return_attention else None
+        cross_weights = [] if return_attention else None
+        options = dict(self_allowed=self_allowed, cross_allowed=cross_allowed, positions=positions)
         for layer in self.layers:
             if return_attention:
-                y, w_self, w_cross = layer(
-                    y,
-                    memory,
-                    self_allowed=self_allowed,
-                    cross_allowed=cross_allowed,
-                    positions=positions,
-                    return_attention=True,
-                )
+                y, w_self, w_cross = layer(y, memory, **options, return_attention=True)
                 self_weights.append(w_self)  # (B,H,T,T)
                 cross_weights.append(w_cross)  # (B,H,T,S)
             else:
-                y = layer(y, memory, self_allowed=self_allowed, cross_allowed=cross_allowed, positions=positions)
-        if self.final_norm is not None:
-            y = self.final_norm(y)
-        return (y, self_weights, cross_weights) if return_attention else y
+                y = layer(y, memory, **options)  # (B,T,D)
+            if hidden is not None:
+                hidden.append(y)
+        return self._output(y, hidden, self_weights, cross_weights)

@@ -7,6 +7,7 @@ test-suite asserts every check passes. Add a check next to the others when a mod
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -271,9 +272,9 @@ def _numpy_state(module: torch.nn.Module) -> dict:
 def _block_check(norm_first: bool):
     def check(g: torch.Generator):
         batch, t, s, d_model, n_heads, d_ff = 3, 5, 6, 12, 3, 20
-        enc = _random_params_(_blocks.EncoderBlock(d_model, n_heads, d_ff, norm_first=norm_first), g)
-        dec = _blocks.DecoderBlock(d_model, n_heads, d_ff, activation="gelu", norm_first=norm_first)
-        dec = _random_params_(dec, g)
+        config = _blocks.BlockConfig(d_model, n_heads, d_ff, norm_first=norm_first)
+        enc = _random_params_(_blocks.EncoderBlock(config), g)
+        dec = _random_params_(_blocks.DecoderBlock(dataclasses.replace(config, activation="gelu")), g)
         x, y = _randn(g, batch, s, d_model), _randn(g, batch, t, d_model)
         src_valid = masks.padding_mask_from_lengths([6, 2, 4], max_len=s)  # (B, S)
         tgt_valid = masks.padding_mask_from_lengths([5, 3, 1], max_len=t)  # (B, T)
@@ -317,7 +318,7 @@ def _model_check(**overrides):
         tgt = torch.randint(0, config.tgt_vocab_size, (3, 5), generator=g)
         src_valid = masks.padding_mask_from_lengths([7, 3, 5], max_len=7)
         tgt_valid = masks.padding_mask_from_lengths([5, 2, 4], max_len=5)
-        logits = model(src, tgt, src_valid=src_valid, tgt_valid=tgt_valid)
+        logits = model(src, tgt, src_valid=src_valid, tgt_valid=tgt_valid).logits
         expected = _ref_blocks.encoder_decoder(
             _np(src),
             _np(tgt),

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..blocks import DecoderBlock, EncoderBlock
+from ..config import BlockConfig
 from ..stacks import Decoder, Encoder
 
 __all__ = [
@@ -166,11 +167,11 @@ def _activation_name(layer: nn.Module) -> str:
     raise ValueError(f"only ReLU and exact GELU activations convert to our blocks, got {act!r}")
 
 
-def _layer_options(layer: nn.Module) -> dict:
-    """Our block's constructor arguments that reproduce a PyTorch encoder/decoder layer."""
+def _layer_options(layer: nn.Module) -> BlockConfig:
+    """Our block config that reproduces a PyTorch encoder/decoder layer."""
     if layer.linear1.bias is None or layer.self_attn.in_proj_bias is None or layer.norm1.bias is None:
         raise ValueError("layers built with bias=False are not supported: our LayerNorm always has a bias")
-    return dict(
+    return BlockConfig(
         d_model=layer.self_attn.embed_dim,
         n_heads=layer.self_attn.num_heads,
         d_ff=layer.linear1.out_features,
@@ -190,28 +191,23 @@ def _like(module: nn.Module, reference: nn.Module) -> nn.Module:
 
 def encoder_block_from_torch(layer: nn.TransformerEncoderLayer) -> EncoderBlock:
     """A new :class:`~blocks.EncoderBlock` with the hyper-parameters and weights of ``layer``."""
-    opts = _layer_options(layer)
-    block = _like(EncoderBlock(opts.pop("d_model"), opts.pop("n_heads"), opts.pop("d_ff"), **opts), layer)
+    block = _like(EncoderBlock(_layer_options(layer)), layer)
     block.load_state_dict(encoder_layer_to_ours(layer.state_dict()))
     return block.train(layer.training)
 
 
 def decoder_block_from_torch(layer: nn.TransformerDecoderLayer) -> DecoderBlock:
     """A new :class:`~blocks.DecoderBlock` with the hyper-parameters and weights of ``layer``."""
-    opts = _layer_options(layer)
-    block = _like(DecoderBlock(opts.pop("d_model"), opts.pop("n_heads"), opts.pop("d_ff"), **opts), layer)
+    block = _like(DecoderBlock(_layer_options(layer)), layer)
     block.load_state_dict(decoder_layer_to_ours(layer.state_dict()))
     return block.train(layer.training)
 
 
 def _stack_from_torch(stack_cls, stack: nn.Module):
-    opts = _layer_options(stack.layers[0])
     final_norm = stack.norm is not None
     if final_norm and not isinstance(stack.norm, nn.LayerNorm):
         raise ValueError(f"the stack's final norm must be an nn.LayerNorm, got {type(stack.norm).__name__}")
-    ours = stack_cls(
-        len(stack.layers), opts.pop("d_model"), opts.pop("n_heads"), opts.pop("d_ff"), final_norm=final_norm, **opts
-    )
+    ours = stack_cls(_layer_options(stack.layers[0]), len(stack.layers), final_norm=final_norm)
     prefix = "encoder" if stack_cls is Encoder else "decoder"
     sd = {f"{prefix}.{k}": v for k, v in stack.state_dict().items()}
     ours_sd = {k[len(prefix) + 1 :]: v for k, v in transformer_to_ours(sd).items()}

@@ -3,9 +3,9 @@
 transformer.py   EncoderDecoder — the 2017 encoder–decoder Transformer (Vaswani et al.)
 """
 
-from .transformer import EncoderDecoder
+from .transformer import EncoderDecoder, Seq2SeqOutput
 
-__all__ = ["EncoderDecoder"]
+__all__ = ["EncoderDecoder", "Seq2SeqOutput"]
 
 # bert.py   BertModel, BertForPreTraining — BERT (Devlin et al. 2019), Hugging Face checkpoints via interop.hf_bert
 from .bert import BertEmbeddings, BertForPreTraining, BertModel, BertOutput, BertPreTrainingOutput  # noqa: E402

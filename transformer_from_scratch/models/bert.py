@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import masks
+from .._validation import check_ids_2d, check_labels, check_same_shape, check_token_ids, check_valid
 from ..config import BertConfig
 from ..heads import CLSPooler, MLMHead, NSPHead, pretraining_loss
 from ..layers import LayerNorm, TokenEmbedding
@@ -72,22 +73,6 @@ class BertPreTrainingOutput:
     nsp_loss: Tensor | None = None
 
 
-def _check_ids(ids: Tensor, name: str, vocab_size: int, what: str, shape: tuple[int, ...] | None = None) -> None:
-    if not isinstance(ids, Tensor):
-        raise TypeError(f"{name} must be an integer torch.Tensor of shape (B, T), got {type(ids).__name__}")
-    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
-        raise TypeError(f"{name} must be an integer tensor, got {ids.dtype}")
-    if ids.dim() != 2:
-        raise ValueError(f"{name} must have shape (B, T), got {tuple(ids.shape)}")
-    if shape is not None and tuple(ids.shape) != shape:
-        raise ValueError(f"{name} must have the shape of input_ids {shape}, got {tuple(ids.shape)}")
-    if ids.numel():
-        low, high = int(ids.min()), int(ids.max())
-        if low < 0 or high >= vocab_size:
-            bad = high if high >= vocab_size else low
-            raise ValueError(f"{name} contains id {bad}, outside the {what} of size {vocab_size}")
-
-
 class BertEmbeddings(nn.Module):
     """token + learned position + segment embeddings, then LayerNorm and dropout: (B, T) ids -> (B, T, D).
 
@@ -102,11 +87,12 @@ class BertEmbeddings(nn.Module):
         self.token = TokenEmbedding(c.vocab_size, c.d_model)
         self.position = LearnedPositionalEmbedding(c.max_len, c.d_model)
         self.segment = TokenEmbedding(c.type_vocab_size, c.d_model)
-        self.norm = LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.norm = LayerNorm(c.d_model, eps=c.layer_norm_eps, impl=c.impl)
         self.dropout = nn.Dropout(c.dropout)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
-        x = self.token(input_ids) + self.segment(token_type_ids)  # (B,T,D) + (B,T,D)
+        """Ids already checked by :class:`BertModel` (range included)."""
+        x = self.token.lookup(input_ids) + self.segment.lookup(token_type_ids)  # (B,T,D) + (B,T,D)
         x = self.position(x)  # + P[0 … T-1]: (B,T,D) + (T,D)
         return self.dropout(self.norm(x))
 
@@ -128,18 +114,8 @@ class BertModel(nn.Module):
             raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
         self.config = c = config
         self.embeddings = BertEmbeddings(c)
-        self.encoder = Encoder(
-            c.n_layers,
-            c.d_model,
-            c.n_heads,
-            c.d_ff,
-            final_norm=False,  # post-LN: every block already ends with a LayerNorm
-            dropout=c.dropout,
-            attention_dropout=c.attention_dropout,
-            activation="gelu",  # exact erf GELU (Hendrycks & Gimpel 2016), BERT's "gelu"
-            norm_first=False,
-            layer_norm_eps=c.layer_norm_eps,
-        )
+        # post-LN blocks with exact GELU (BertConfig.block_config); no final norm: every block ends with a LayerNorm
+        self.encoder = Encoder(c.block_config(), c.n_layers, final_norm=False)
         self.pooler = CLSPooler(c.d_model)
         self.reset_parameters()
 
@@ -162,7 +138,8 @@ class BertModel(nn.Module):
     def _inputs(self, input_ids, token_type_ids, valid, attention_mask) -> tuple[Tensor, Tensor | None]:
         """Check the inputs; return the segment ids (B, T) and the ``allowed`` mask (B, 1, 1, T) or None."""
         c = self.config
-        _check_ids(input_ids, "input_ids", c.vocab_size, "vocabulary")
+        check_ids_2d(input_ids, "input_ids")
+        check_token_ids(input_ids, c.vocab_size, "input_ids")
         shape = tuple(input_ids.shape)
         if shape[1] > c.max_len:
             raise ValueError(
@@ -172,27 +149,21 @@ class BertModel(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)  # every token in segment A
         else:
-            _check_ids(token_type_ids, "token_type_ids", c.type_vocab_size, "segment vocabulary", shape)
+            check_ids_2d(token_type_ids, "token_type_ids")
+            check_same_shape(token_type_ids, "token_type_ids", shape)
+            check_token_ids(token_type_ids, c.type_vocab_size, "token_type_ids", "segment vocabulary")
         if valid is not None and attention_mask is not None:
             raise ValueError("pass either valid= (bool, True at real tokens) or attention_mask= (1/0), not both")
         if attention_mask is not None:
-            if not isinstance(attention_mask, Tensor) or tuple(attention_mask.shape) != shape:
-                got = tuple(attention_mask.shape) if isinstance(attention_mask, Tensor) else type(attention_mask)
-                raise ValueError(f"attention_mask must have the shape of input_ids {shape}, got {got}")
+            check_same_shape(attention_mask, "attention_mask", shape)
             return token_type_ids, masks.from_hf_attention_mask(attention_mask.to(input_ids.device))  # (B,1,1,T)
         if valid is None:
             if c.pad_id is None:
                 return token_type_ids, None  # every token is real
             # Deviation from Hugging Face: their BertModel without an attention_mask attends to [PAD] tokens too.
             valid = masks.padding_mask_from_ids(input_ids, c.pad_id)  # (B, T)
-        elif not isinstance(valid, Tensor) or valid.dtype != torch.bool:
-            got = valid.dtype if isinstance(valid, Tensor) else type(valid).__name__
-            raise TypeError(
-                f"valid must be a bool tensor, True at real tokens and False at padding, got {got}; "
-                "for a Hugging Face 0/1 mask use attention_mask="
-            )
-        elif tuple(valid.shape) != shape:
-            raise ValueError(f"valid must have the shape of input_ids {shape}, got {tuple(valid.shape)}")
+        else:
+            check_valid(valid, "valid", shape, hint="; for a Hugging Face 0/1 mask use attention_mask=")
         return token_type_ids, masks.key_padding(valid.to(input_ids.device))  # (B, T) -> (B, 1, 1, T)
 
     def forward(
@@ -206,15 +177,12 @@ class BertModel(nn.Module):
     ) -> BertOutput:
         token_type_ids, allowed = self._inputs(input_ids, token_type_ids, valid, attention_mask)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T) -> (B, T, D)
-        if return_attention:
-            h, weights, hidden = self.encoder(x, allowed=allowed, return_attention=True, return_hidden_states=True)
-        else:
-            (h, hidden), weights = self.encoder(x, allowed=allowed, return_hidden_states=True), None
+        out = self.encoder(x, allowed=allowed, return_attention=return_attention, return_hidden_states=True)
         return BertOutput(
-            last_hidden_state=h,  # (B, T, D)
-            pooled=self.pooler(h),  # (B, D)
-            hidden_states=tuple(hidden),  # L + 1 × (B, T, D)
-            attentions=None if weights is None else tuple(weights),  # L × (B, H, T, T)
+            last_hidden_state=out.last_hidden_state,  # (B, T, D)
+            pooled=self.pooler(out.last_hidden_state),  # (B, D)
+            hidden_states=out.hidden_states,  # L + 1 × (B, T, D)
+            attentions=out.attentions,  # L × (B, H, T, T), or None
         )
 
 
@@ -237,7 +205,11 @@ class BertForPreTraining(nn.Module):
         self.config = config
         c = config
         self.mlm = MLMHead(
-            c.d_model, c.vocab_size, embedding=self.bert.embeddings.token.weight, layer_norm_eps=c.layer_norm_eps
+            c.d_model,
+            c.vocab_size,
+            embedding=self.bert.embeddings.token.weight,
+            layer_norm_eps=c.layer_norm_eps,
+            impl=c.impl,
         )
         self.nsp = NSPHead(c.d_model)
         self.reset_parameters()
@@ -274,9 +246,9 @@ class BertForPreTraining(nn.Module):
         mlm_logits = self.mlm(out.last_hidden_state)  # (B, T, D) -> (B, T, V)
         nsp_logits = self.nsp(out.pooled)  # (B, D) -> (B, 2)
         if mlm_labels is not None:
-            _check_labels(mlm_labels, "mlm_labels", tuple(input_ids.shape))
+            check_labels(mlm_labels, "mlm_labels", tuple(input_ids.shape))
         if nsp_labels is not None:
-            _check_labels(nsp_labels, "nsp_labels", (input_ids.shape[0],))
+            check_labels(nsp_labels, "nsp_labels", (input_ids.shape[0],))
         if mlm_labels is None and nsp_labels is None:
             return BertPreTrainingOutput(mlm_logits, nsp_logits, out)
         loss, mlm_loss, nsp_loss = pretraining_loss(
@@ -284,16 +256,9 @@ class BertForPreTraining(nn.Module):
             mlm_labels,
             nsp_logits if nsp_labels is not None else None,
             nsp_labels,
+            impl=self.config.impl,
         )
         return BertPreTrainingOutput(mlm_logits, nsp_logits, out, loss, mlm_loss, nsp_loss)
-
-
-def _check_labels(labels, name: str, shape: tuple[int, ...]) -> None:
-    if not isinstance(labels, Tensor) or labels.dtype == torch.bool or labels.is_floating_point():
-        got = labels.dtype if isinstance(labels, Tensor) else type(labels).__name__
-        raise TypeError(f"{name} must be an integer tensor (torch.long), got {got}")
-    if tuple(labels.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(labels.shape)}")
 
 
 def _init_bert_weights(module: nn.Module, std: float) -> None:

@@ -9,10 +9,11 @@ r"""GPT — a decoder-only language model: Radford et al. 2018/2019 (GPT, GPT-2)
 Each position may attend to itself and the positions before it (a causal mask): the logits at position t are
 the model's distribution of token t + 1 given tokens ≤ t, so one forward pass trains all T predictions at once.
 
-The blocks are the package's :class:`~blocks.EncoderBlock` with ``norm_first=True`` inside a
-:class:`~stacks.Encoder` stack (named ``decoder`` here): a decoder-only model has no cross-attention, so its
-block is an "encoder" block run with a causal mask. GPT-2 (Radford et al. 2019, §2.3) moved LayerNorm to the
-input of each sub-block and added one after the last block — the pre-LN arrangement (Xiong et al. 2020).
+The stack is the package's :class:`~stacks.CausalDecoder`: pre-LN blocks (``GPTConfig.block_config()``) run with
+a causal mask it builds itself. A decoder-only model has no cross-attention, so each block is an
+:class:`~blocks.EncoderBlock` — the causal mask is what makes the stack a decoder. GPT-2 (Radford et al. 2019,
+§2.3) moved LayerNorm to the input of each sub-block and added one after the last block — the pre-LN arrangement
+(Xiong et al. 2020).
 
 Llama-style options come from the same parts (``GPTConfig.llama_tiny()``): rotary positions instead of the
 learned table (``positional="rope"``), RMSNorm, SwiGLU, bias-free projections and an untied head.
@@ -38,13 +39,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .. import masks
+from .. import generation, masks
+from .._validation import check_ids_2d, check_labels, check_same_shape, check_token_ids, check_valid
 from ..attention import KVCache
 from ..config import GPTConfig
 from ..functional import cross_entropy
 from ..layers import LayerNorm, RMSNorm, TokenEmbedding
 from ..positional import LearnedPositionalEmbedding, RotaryEmbedding
-from ..stacks import Encoder
+from ..stacks import CausalDecoder
 
 __all__ = ["GPT", "GPTOutput", "causal_lm_loss", "positions_from_valid"]
 
@@ -76,7 +78,14 @@ def positions_from_valid(valid: Tensor) -> Tensor:
     return (valid.long().cumsum(dim=-1) - 1).clamp(min=0)
 
 
-def causal_lm_loss(logits: Tensor, labels: Tensor, valid: Tensor | None = None, ignore_index: int = -100) -> Tensor:
+def causal_lm_loss(
+    logits: Tensor,
+    labels: Tensor,
+    valid: Tensor | None = None,
+    ignore_index: int = -100,
+    *,
+    impl: str | None = None,
+) -> Tensor:
     """Next-token cross-entropy: position t predicts labels[t + 1]. logits (B, T, V), labels (B, T) -> 0-d.
 
     The shift happens here, so ``labels`` may simply be the input ids (with -100 where nothing should be
@@ -90,26 +99,12 @@ def causal_lm_loss(logits: Tensor, labels: Tensor, valid: Tensor | None = None, 
     targets = labels[:, 1:]  # (B, T-1): the token after each position
     if valid is not None:
         targets = torch.where(valid[:, :-1], targets, torch.full_like(targets, ignore_index))  # padded query: none
-    return cross_entropy(logits[:, :-1], targets, ignore_index=ignore_index)  # (B,T-1,V) vs (B,T-1)
+    return cross_entropy(logits[:, :-1], targets, ignore_index=ignore_index, impl=impl)  # (B,T-1,V) vs (B,T-1)
 
 
 def _check_ids(ids, vocab_size: int) -> None:
-    if not isinstance(ids, Tensor):
-        raise TypeError(f"input_ids must be an integer torch.Tensor of shape (B, T), got {type(ids).__name__}")
-    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
-        raise TypeError(f"input_ids must be an integer tensor, got {ids.dtype}")
-    if ids.dim() != 2 or ids.shape[1] == 0:
-        raise ValueError(f"input_ids must have shape (B, T) with T ≥ 1, got {tuple(ids.shape)}")
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or high >= vocab_size:
-        bad = high if high >= vocab_size else low
-        raise ValueError(f"token id {bad} is outside the vocabulary of size {vocab_size}")
-
-
-def _check_mask(mask, name: str, shape: tuple[int, ...]) -> None:
-    if not isinstance(mask, Tensor) or tuple(mask.shape) != shape:
-        got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
-        raise ValueError(f"{name} must have the shape of input_ids {shape}, got {got}")
+    check_ids_2d(ids, "input_ids", allow_empty=False)
+    check_token_ids(ids, vocab_size, "input_ids")
 
 
 class GPT(nn.Module):
@@ -122,7 +117,7 @@ class GPT(nn.Module):
     Sub-modules: ``token`` (:class:`~layers.TokenEmbedding`, unscaled), ``position``
     (:class:`~positional.LearnedPositionalEmbedding`, or None with RoPE), ``rotary``
     (:class:`~positional.RotaryEmbedding` shared by every block, or None), ``dropout`` (on the embeddings),
-    ``decoder`` (:class:`~stacks.Encoder` of pre-LN blocks with ``decoder.final_norm``) and ``lm_head``
+    ``decoder`` (:class:`~stacks.CausalDecoder` of pre-LN blocks with ``decoder.final_norm``) and ``lm_head``
     (``nn.Linear(D, V, bias=False)``; its weight *is* ``token.weight`` when ``tie_head``).
 
     forward(input_ids (B, T), *, valid=None, attention_mask=None, positions=None, labels=None, kv_cache=None,
@@ -149,22 +144,8 @@ class GPT(nn.Module):
             self.position = None
             self.rotary = RotaryEmbedding(c.d_head, max_len=c.max_len, theta=c.rope_theta, convention=c.rope_convention)
         self.dropout = nn.Dropout(c.embedding_dropout)  # GPT-2's embd_pdrop, on token + position embeddings
-        self.decoder = Encoder(
-            c.n_layers,
-            c.d_model,
-            c.n_heads,
-            c.d_ff,
-            final_norm=True,  # pre-LN: the residual stream is normalised once more after the last block
-            dropout=c.dropout,  # resid_pdrop: on each sub-layer output, before the residual addition
-            attention_dropout=c.attention_dropout,  # attn_pdrop: on the attention weights
-            activation=c.activation,
-            norm_first=True,
-            layer_norm_eps=c.layer_norm_eps,
-            bias=c.bias,
-            norm=c.norm,
-            rotary=self.rotary,
-            fused=c.fused,
-        )
+        # pre-LN blocks; the residual stream is normalised once more after the last one (final_norm)
+        self.decoder = CausalDecoder(c.block_config(), c.n_layers, final_norm=True, rotary=self.rotary)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)  # (B,T,D) -> (B,T,V)
         if c.tie_head:
             self.lm_head.weight = self.token.weight  # (V, D): logits = h · Eᵀ (Press & Wolf 2017)
@@ -210,20 +191,41 @@ class GPT(nn.Module):
         if valid is not None and attention_mask is not None:
             raise ValueError("pass either valid= (bool, True at real tokens) or attention_mask= (1/0), not both")
         if attention_mask is not None:
-            _check_mask(attention_mask, "attention_mask", shape)
+            check_same_shape(attention_mask, "attention_mask", shape)
             return attention_mask.to(input_ids.device) != 0
         if valid is None:
             if self.config.pad_id is None:
                 return None
             return masks.padding_mask_from_ids(input_ids, self.config.pad_id)  # (B, T)
-        if not isinstance(valid, Tensor) or valid.dtype != torch.bool:
-            got = valid.dtype if isinstance(valid, Tensor) else type(valid).__name__
-            raise TypeError(
-                f"valid must be a bool tensor, True at real tokens and False at padding, got {got}; "
-                "for a Hugging Face 0/1 mask use attention_mask="
-            )
-        _check_mask(valid, "valid", shape)
+        check_valid(valid, "valid", shape, hint="; for a Hugging Face 0/1 mask use attention_mask=")
         return valid.to(input_ids.device)
+
+    def _cache(self, kv_cache: KVCache | None, use_cache: bool, batch: int) -> KVCache | None:
+        """The cache to read and extend: the one given (checked), a new one with ``use_cache``, or None."""
+        if kv_cache is None:
+            return self.new_kv_cache() if use_cache else None
+        n_layers = self.config.n_layers
+        if not isinstance(kv_cache, KVCache) or len(kv_cache) != n_layers:
+            raise TypeError(f"kv_cache must be a KVCache with {n_layers} layers (model.new_kv_cache())")
+        cached_batch = None if kv_cache.layers[0].k is None else kv_cache.layers[0].k.shape[0]
+        if cached_batch is not None and cached_batch != batch:
+            raise ValueError(
+                f"kv_cache holds {cached_batch} sequences but input_ids has {batch}; "
+                "use kv_cache.select(rows) to keep the rows you continue"
+            )
+        return kv_cache
+
+    @staticmethod
+    def _key_valid(new_valid: Tensor | None, kv_cache: KVCache | None, batch: int, past: int, t: int, device):
+        """(B, S) real-token mask of every key — the cached positions, then the new ones — or None if all are real."""
+        past_valid = None if kv_cache is None else kv_cache.valid  # (B, S_past) or None
+        if new_valid is None and past_valid is None:
+            return None
+        if past_valid is None:
+            past_valid = torch.ones(batch, past, dtype=torch.bool, device=device)
+        if new_valid is None:
+            new_valid = torch.ones(batch, t, dtype=torch.bool, device=device)
+        return torch.cat([past_valid, new_valid], dim=1)  # (B, S_past) + (B, T) -> (B, S)
 
     def _positions(self, positions, valid_all: Tensor | None, past: int, batch: int, t: int, device) -> Tensor:
         """Positions of the T new tokens: given, counted from the real tokens, or past … past + T - 1."""
@@ -245,6 +247,13 @@ class GPT(nn.Module):
             return torch.arange(past, past + t, device=device)  # (T,)
         return positions_from_valid(valid_all)[:, past:]  # (B, S) -> (B, T)
 
+    def _embed(self, input_ids: Tensor, positions: Tensor) -> Tensor:
+        """Token embeddings (+ learned positions), then dropout: (B, T) -> (B, T, D)."""
+        x = self.token.lookup(input_ids)  # (B, T) -> (B, T, D); the ids were checked on entry
+        if self.position is not None:
+            x = self.position(x, positions)  # + P[positions]: (B,T,D) + (T,D) or (1|B,T,D)
+        return self.dropout(x)
+
     # ---- forward ----------------------------------------------------------------------------------------
 
     def forward(
@@ -263,79 +272,38 @@ class GPT(nn.Module):
         c = self.config
         _check_ids(input_ids, c.vocab_size)
         batch, t = input_ids.shape
-        device = input_ids.device
-        if kv_cache is None and use_cache:
-            kv_cache = self.new_kv_cache()
-        if kv_cache is not None:
-            if not isinstance(kv_cache, KVCache) or len(kv_cache) != c.n_layers:
-                raise TypeError(f"kv_cache must be a KVCache with {c.n_layers} layers (model.new_kv_cache())")
-            cached_batch = None if kv_cache.layers[0].k is None else kv_cache.layers[0].k.shape[0]
-            if cached_batch is not None and cached_batch != batch:
-                raise ValueError(
-                    f"kv_cache holds {cached_batch} sequences but input_ids has {batch}; "
-                    "use kv_cache.select(rows) to keep the rows you continue"
-                )
+        if labels is not None:
+            check_labels(labels, "labels", (batch, t), shape_of="input_ids")
+        kv_cache = self._cache(kv_cache, use_cache, batch)
         past = 0 if kv_cache is None else kv_cache.length
-        s = past + t  # keys: the cached positions, then the new ones
-        if c.positional == "learned" and positions is None and s > c.max_len:
+        if c.positional == "learned" and positions is None and past + t > c.max_len:
             raise ValueError(
-                f"sequence length {s} exceeds max_len={c.max_len} (the rows of the learned position table)"
+                f"sequence length {past + t} exceeds max_len={c.max_len} (the rows of the learned position table)"
             )
-
         new_valid = self._valid(input_ids, valid, attention_mask)  # (B, T) or None
-        past_valid = None if kv_cache is None else kv_cache.valid  # (B, S_past) or None
-        valid_all = None  # (B, S) real-token mask of every key, or None when all are real
-        if new_valid is not None or past_valid is not None:
-            if past_valid is None:
-                past_valid = torch.ones(batch, past, dtype=torch.bool, device=device)
-            if new_valid is None:
-                new_valid = torch.ones(batch, t, dtype=torch.bool, device=device)
-            valid_all = torch.cat([past_valid, new_valid], dim=1)  # (B, S_past) + (B, T) -> (B, S)
-        positions = self._positions(positions, valid_all, past, batch, t, device)  # (T,) or (1|B, T)
+        valid_all = self._key_valid(new_valid, kv_cache, batch, past, t, input_ids.device)  # (B, S) or None
+        positions = self._positions(positions, valid_all, past, batch, t, input_ids.device)  # (T,) or (1|B, T)
 
-        # Query i (at key index past + i) may see keys j ≤ past + i that are real tokens.
-        allowed = masks.causal_mask(t, s, device=device)  # (T, S), bottom-right aligned
-        if valid_all is not None:
-            allowed = masks.combine(allowed, masks.key_padding(valid_all))  # (T,S) & (B,1,1,S) -> (B,1,T,S)
-
-        x = self.token(input_ids)  # (B, T) -> (B, T, D)
-        if self.position is not None:
-            x = self.position(x, positions)  # + P[positions]: (B,T,D) + (T,D) or (1|B,T,D)
-        x = self.dropout(x)
         out = self.decoder(
-            x,
-            allowed=allowed,
+            self._embed(input_ids, positions),
+            valid=valid_all,
             positions=positions if self.rotary is not None else None,
             kv_cache=kv_cache,
             return_attention=return_attention,
             return_hidden_states=return_hidden_states,
         )
-        weights = hidden = None
-        if return_attention and return_hidden_states:
-            h, weights, hidden = out
-        elif return_attention:
-            h, weights = out
-        elif return_hidden_states:
-            h, hidden = out
-        else:
-            h = out  # (B, T, D), after the final norm
         if kv_cache is not None:
             kv_cache.valid = valid_all  # None: every cached position is a real token
-        logits = self.lm_head(h)  # (B, T, D) -> (B, T, V)
+        logits = self.lm_head(out.last_hidden_state)  # (B, T, D) -> (B, T, V), after the final norm
         loss = None
         if labels is not None:
-            if not isinstance(labels, Tensor) or labels.dtype == torch.bool or labels.is_floating_point():
-                got = labels.dtype if isinstance(labels, Tensor) else type(labels).__name__
-                raise TypeError(f"labels must be an integer tensor (torch.long), got {got}")
-            if tuple(labels.shape) != (batch, t):
-                raise ValueError(f"labels must have the shape of input_ids {(batch, t)}, got {tuple(labels.shape)}")
-            loss = causal_lm_loss(logits, labels.to(device), new_valid)
+            loss = causal_lm_loss(logits, labels.to(input_ids.device), new_valid, impl=c.impl)
         return GPTOutput(
             logits=logits,
             loss=loss,
             kv_cache=kv_cache,
-            hidden_states=None if hidden is None else tuple(hidden),
-            attentions=None if weights is None else tuple(weights),
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
         )
 
     # ---- generation -------------------------------------------------------------------------------------
@@ -368,8 +336,6 @@ class GPT(nn.Module):
         sequences. ``use_cache`` decodes with a KV cache (same tokens, fewer computations). Put the model in
         ``eval()`` mode first, or dropout stays on.
         """
-        from .. import generation
-
         _check_ids(input_ids, self.config.vocab_size)
         if valid is None and self.config.pad_id is not None:
             valid = masks.padding_mask_from_ids(input_ids, self.config.pad_id)

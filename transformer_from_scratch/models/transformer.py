@@ -16,20 +16,44 @@ Masks (one polarity: ``allowed`` is True where a query may attend to a key):
 
 Parameter sharing (§3.4): ``tie_embeddings`` uses one module for both embeddings, ``tie_output`` makes the
 generator's weight the target embedding matrix, so paper_base() stores the 37000 × 512 table once.
+
+``forward`` returns a :class:`Seq2SeqOutput` (logits, the loss when ``labels`` are given, attention weights when
+asked); ``encode`` returns the encoder's :class:`~stacks.StackOutput` (the memory is its ``last_hidden_state``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from .. import masks
+from .._validation import check_ids_2d, check_labels, check_token_ids, check_valid
 from ..config import TransformerConfig
+from ..functional import cross_entropy
 from ..layers import TokenEmbedding
 from ..positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
-from ..stacks import Decoder, Encoder
+from ..stacks import Decoder, Encoder, StackOutput
 
-__all__ = ["EncoderDecoder"]
+__all__ = ["EncoderDecoder", "Seq2SeqOutput"]
+
+
+@dataclass(frozen=True, eq=False)
+class Seq2SeqOutput:
+    """What :class:`EncoderDecoder` returns (``forward`` and ``decode``).
+
+    logits (B, T, V_tgt) — scores of the token *after* each target position; loss — mean cross-entropy against
+    ``labels`` (ignoring -100) when they were given, else None; with ``return_attention=True``, one tensor per
+    layer: encoder_attentions (B, H, S, S) (``forward`` only), decoder_self_attentions (B, H, T, T) and
+    decoder_cross_attentions (B, H, T, S), else None.
+    """
+
+    logits: Tensor
+    loss: Tensor | None = None
+    encoder_attentions: tuple[Tensor, ...] | None = None
+    decoder_self_attentions: tuple[Tensor, ...] | None = None
+    decoder_cross_attentions: tuple[Tensor, ...] | None = None
 
 
 class EncoderDecoder(nn.Module):
@@ -58,17 +82,8 @@ class EncoderDecoder(nn.Module):
         self.src_positional = self._make_positional(c)
         self.tgt_positional = self._make_positional(c)
         self.dropout = nn.Dropout(c.dropout)  # on the sums of embeddings and positional encodings (§5.4)
-        stack_options = dict(
-            final_norm=c.has_final_norm,
-            dropout=c.dropout,
-            attention_dropout=c.attention_dropout,
-            activation_dropout=c.activation_dropout,
-            activation=c.activation,
-            norm_first=c.norm_first,
-            layer_norm_eps=c.layer_norm_eps,
-        )
-        self.encoder = Encoder(c.n_encoder_layers, c.d_model, c.n_heads, c.d_ff, **stack_options)
-        self.decoder = Decoder(c.n_decoder_layers, c.d_model, c.n_heads, c.d_ff, **stack_options)
+        self.encoder = Encoder(c.block_config(), c.n_encoder_layers, final_norm=c.has_final_norm)
+        self.decoder = Decoder(c.block_config(), c.n_decoder_layers, final_norm=c.has_final_norm)
         # The paper's "learned linear transformation" before the softmax (§3.4); no bias, so that with
         # tie_output it is exactly the (transposed) embedding matrix.
         self.generator = nn.Linear(c.d_model, c.tgt_vocab_size, bias=False)  # (B,T,D) -> (B,T,V)
@@ -96,17 +111,8 @@ class EncoderDecoder(nn.Module):
     # ---- input checks ---------------------------------------------------------------------------------
 
     def _check_ids(self, ids: Tensor, name: str, vocab_size: int, side: str) -> None:
-        if not isinstance(ids, Tensor):
-            raise TypeError(f"{name} must be an integer torch.Tensor of shape (B, length), got {type(ids).__name__}")
-        if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
-            raise TypeError(f"{name} must be an integer tensor of token ids, got {ids.dtype}")
-        if ids.dim() != 2:
-            raise ValueError(f"{name} must have shape (B, length), got {tuple(ids.shape)}")
-        if ids.numel():
-            low, high = int(ids.min()), int(ids.max())
-            if low < 0 or high >= vocab_size:
-                bad = high if high >= vocab_size else low
-                raise ValueError(f"{name} contains token id {bad}, outside the {side} vocabulary of size {vocab_size}")
+        check_ids_2d(ids, name)
+        check_token_ids(ids, vocab_size, name, f"{side} vocabulary")
         if ids.shape[1] > self.config.max_len:
             raise ValueError(
                 f"{name} has sequence length {ids.shape[1]}, which exceeds max_len={self.config.max_len} of the "
@@ -117,55 +123,19 @@ class EncoderDecoder(nn.Module):
         """The (B, L) real-token mask for ``ids``: the given one (checked), one derived from pad_id, or None."""
         if valid is None:
             return None if self.config.pad_id is None else masks.padding_mask_from_ids(ids, self.config.pad_id)
-        if not isinstance(valid, Tensor) or valid.dtype != torch.bool:
-            got = valid.dtype if isinstance(valid, Tensor) else type(valid).__name__
-            raise TypeError(f"{name} must be a bool tensor, True at real tokens and False at padding, got {got}")
-        if tuple(valid.shape) != tuple(ids.shape):
-            raise ValueError(
-                f"{name} must have the shape of the token ids {tuple(ids.shape)}, got {tuple(valid.shape)}"
-            )
+        check_valid(valid, name, tuple(ids.shape), shape_of="the token ids")
         return valid.to(ids.device)
 
-    @staticmethod
-    def _check_memory(memory: Tensor, d_model: int) -> None:
+    def _check_memory(self, memory: Tensor, src_valid: Tensor | None, batch: int) -> None:
+        d_model = self.config.d_model
         if not isinstance(memory, Tensor) or memory.dim() != 3 or memory.shape[-1] != d_model:
             got = tuple(memory.shape) if isinstance(memory, Tensor) else type(memory).__name__
             raise ValueError(f"memory must be the encoder output of shape (B, S, d_model={d_model}), got {got}")
-
-    # ---- the two halves -------------------------------------------------------------------------------
-
-    def encode(
-        self, src_ids: Tensor, src_valid: Tensor | None = None, *, return_attention: bool = False
-    ) -> Tensor | tuple[Tensor, list[Tensor]]:
-        """src_ids (B, S) -> memory (B, S, D) [, per-layer encoder self-attention weights (B, H, S, S)]."""
-        self._check_ids(src_ids, "src_ids", self.config.src_vocab_size, "source")
-        src_valid = self._valid(src_ids, src_valid, "src_valid")
-        allowed = None if src_valid is None else masks.key_padding(src_valid)  # (B,1,1,S)
-        x = self.dropout(self.src_positional(self.src_embed(src_ids)))  # (B,S) -> (B,S,D)
-        return self.encoder(x, allowed=allowed, return_attention=return_attention)
-
-    def decode(
-        self,
-        tgt_ids: Tensor,
-        memory: Tensor,
-        src_valid: Tensor | None = None,
-        tgt_valid: Tensor | None = None,
-        return_attention: bool = False,
-    ) -> Tensor | tuple[Tensor, dict[str, list[Tensor]]]:
-        """tgt_ids (B, T), memory (B, S, D) -> logits (B, T, V_tgt) for the token *after* each position.
-
-        ``src_valid`` (B, S) must describe the memory's padding; it cannot be derived from the memory, so pass
-        the mask given to :meth:`encode` (or leave it None when the source has no padding).
-        With ``return_attention``, also ``{"decoder_self": [N × (B,H,T,T)], "decoder_cross": [N × (B,H,T,S)]}``.
-        """
-        self._check_ids(tgt_ids, "tgt_ids", self.config.tgt_vocab_size, "target")
-        self._check_memory(memory, self.config.d_model)
-        if memory.shape[0] != tgt_ids.shape[0]:
+        if memory.shape[0] != batch:
             raise ValueError(
-                f"batch sizes differ: tgt_ids {tuple(tgt_ids.shape)} vs memory {tuple(memory.shape)} "
+                f"batch sizes differ: tgt_ids has {batch} rows vs memory {tuple(memory.shape)} "
                 "(one target sequence per source sequence)"
             )
-        tgt_valid = self._valid(tgt_ids, tgt_valid, "tgt_valid")
         if src_valid is not None:
             if not isinstance(src_valid, Tensor) or src_valid.dtype != torch.bool:
                 got = src_valid.dtype if isinstance(src_valid, Tensor) else type(src_valid).__name__
@@ -175,18 +145,57 @@ class EncoderDecoder(nn.Module):
                     f"src_valid must have shape (B, S) = {tuple(memory.shape[:2])} of the memory, "
                     f"got {tuple(src_valid.shape)}"
                 )
-        t = tgt_ids.shape[1]
-        causal = masks.causal_mask(t, device=tgt_ids.device)  # (T,T): position i sees j ≤ i
+
+    # ---- the two halves -------------------------------------------------------------------------------
+
+    def _encode(self, src_ids: Tensor, src_valid: Tensor | None, return_attention: bool) -> StackOutput:
+        """The encoder on checked ids: src_ids (B, S) -> memory (B, S, D) in ``last_hidden_state``."""
+        allowed = None if src_valid is None else masks.key_padding(src_valid)  # (B,1,1,S)
+        x = self.dropout(self.src_positional(self.src_embed.lookup(src_ids)))  # (B,S) -> (B,S,D)
+        return self.encoder(x, allowed=allowed, return_attention=return_attention)
+
+    def encode(
+        self, src_ids: Tensor, src_valid: Tensor | None = None, *, return_attention: bool = False
+    ) -> StackOutput:
+        """src_ids (B, S) -> the encoder's :class:`~stacks.StackOutput`: the memory (B, S, D) in
+        ``last_hidden_state`` and, with ``return_attention``, the per-layer weights (B, H, S, S) in ``attentions``."""
+        self._check_ids(src_ids, "src_ids", self.config.src_vocab_size, "source")
+        return self._encode(src_ids, self._valid(src_ids, src_valid, "src_valid"), return_attention)
+
+    def _decode(self, tgt_ids, memory, src_valid, tgt_valid, return_attention: bool) -> Seq2SeqOutput:
+        """The decoder and generator on checked inputs: tgt_ids (B, T), memory (B, S, D) -> logits (B, T, V)."""
+        causal = masks.causal_mask(tgt_ids.shape[1], device=tgt_ids.device)  # (T,T): position i sees j ≤ i
         self_allowed = masks.combine(causal, None if tgt_valid is None else masks.key_padding(tgt_valid))
         cross_allowed = None if src_valid is None else masks.key_padding(src_valid)  # (B,1,1,S)
-        y = self.dropout(self.tgt_positional(self.tgt_embed(tgt_ids)))  # (B,T) -> (B,T,D)
+        y = self.dropout(self.tgt_positional(self.tgt_embed.lookup(tgt_ids)))  # (B,T) -> (B,T,D)
         out = self.decoder(
             y, memory, self_allowed=self_allowed, cross_allowed=cross_allowed, return_attention=return_attention
         )
-        if not return_attention:
-            return self.generator(out)  # (B,T,D) -> (B,T,V)
-        y, self_w, cross_w = out
-        return self.generator(y), {"decoder_self": self_w, "decoder_cross": cross_w}
+        return Seq2SeqOutput(
+            logits=self.generator(out.last_hidden_state),  # (B,T,D) -> (B,T,V)
+            decoder_self_attentions=out.attentions,
+            decoder_cross_attentions=out.cross_attentions,
+        )
+
+    def decode(
+        self,
+        tgt_ids: Tensor,
+        memory: Tensor,
+        src_valid: Tensor | None = None,
+        tgt_valid: Tensor | None = None,
+        *,
+        return_attention: bool = False,
+    ) -> Seq2SeqOutput:
+        """tgt_ids (B, T), memory (B, S, D) -> :class:`Seq2SeqOutput` with the logits (B, T, V_tgt) of the token
+        *after* each position (and the decoder's attention weights with ``return_attention``).
+
+        ``src_valid`` (B, S) must describe the memory's padding; it cannot be derived from the memory, so pass
+        the mask given to :meth:`encode` (or leave it None when the source has no padding).
+        """
+        self._check_ids(tgt_ids, "tgt_ids", self.config.tgt_vocab_size, "target")
+        self._check_memory(memory, src_valid, tgt_ids.shape[0])
+        tgt_valid = self._valid(tgt_ids, tgt_valid, "tgt_valid")
+        return self._decode(tgt_ids, memory, src_valid, tgt_valid, return_attention)
 
     def forward(
         self,
@@ -195,13 +204,12 @@ class EncoderDecoder(nn.Module):
         *,
         src_valid: Tensor | None = None,
         tgt_valid: Tensor | None = None,
+        labels: Tensor | None = None,
         return_attention: bool = False,
-    ) -> Tensor | tuple[Tensor, dict[str, list[Tensor]]]:
-        """src_ids (B, S), tgt_ids (B, T) -> logits (B, T, V_tgt) (teacher forcing: tgt_ids is the shifted target).
-
-        With ``return_attention``: ``(logits, {"encoder_self": [...], "decoder_self": [...],
-        "decoder_cross": [...]})``, one (B, H, ·, ·) tensor per layer.
-        """
+    ) -> Seq2SeqOutput:
+        """src_ids (B, S), tgt_ids (B, T) -> :class:`Seq2SeqOutput` (teacher forcing: tgt_ids is the target
+        shifted right, starting with BOS). ``labels`` (B, T): the token each position must predict, -100 to
+        ignore (e.g. padding) -> ``loss``. ``return_attention``: every layer's weights, encoder and decoder."""
         self._check_ids(src_ids, "src_ids", self.config.src_vocab_size, "source")
         self._check_ids(tgt_ids, "tgt_ids", self.config.tgt_vocab_size, "target")
         if src_ids.shape[0] != tgt_ids.shape[0]:
@@ -209,10 +217,19 @@ class EncoderDecoder(nn.Module):
                 f"batch sizes differ: src_ids {tuple(src_ids.shape)} vs tgt_ids {tuple(tgt_ids.shape)} "
                 "(one target sequence per source sequence)"
             )
+        if labels is not None:
+            check_labels(labels, "labels", tuple(tgt_ids.shape), shape_of="tgt_ids")
         src_valid = self._valid(src_ids, src_valid, "src_valid")
-        if not return_attention:
-            memory = self.encode(src_ids, src_valid)
-            return self.decode(tgt_ids, memory, src_valid, tgt_valid)
-        memory, enc_w = self.encode(src_ids, src_valid, return_attention=True)
-        logits, dec = self.decode(tgt_ids, memory, src_valid, tgt_valid, return_attention=True)
-        return logits, {"encoder_self": enc_w, **dec}
+        tgt_valid = self._valid(tgt_ids, tgt_valid, "tgt_valid")
+        encoded = self._encode(src_ids, src_valid, return_attention)
+        out = self._decode(tgt_ids, encoded.last_hidden_state, src_valid, tgt_valid, return_attention)
+        loss = None
+        if labels is not None:
+            loss = cross_entropy(out.logits, labels.to(out.logits.device), impl=self.config.impl)
+        return Seq2SeqOutput(
+            logits=out.logits,
+            loss=loss,
+            encoder_attentions=encoded.attentions,
+            decoder_self_attentions=out.decoder_self_attentions,
+            decoder_cross_attentions=out.decoder_cross_attentions,
+        )

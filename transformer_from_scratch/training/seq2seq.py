@@ -43,7 +43,7 @@ __all__ = [
 
 def seq2seq_loss(model: nn.Module, batch: Seq2SeqBatch, *, label_smoothing: float = 0.0):
     """Teacher-forced cross-entropy of an encoder–decoder; returns ``(loss, {"token_accuracy": …})``."""
-    logits = model(batch.src, batch.tgt_in, src_valid=batch.src_valid, tgt_valid=batch.tgt_valid)  # (B, T, V)
+    logits = model(batch.src, batch.tgt_in, src_valid=batch.src_valid, tgt_valid=batch.tgt_valid).logits  # (B, T, V)
     loss = cross_entropy(logits, batch.tgt_out, label_smoothing=label_smoothing)  # padding is ignore_index
     return loss, {"token_accuracy": token_accuracy(logits.detach(), batch.tgt_out)}
 
