@@ -101,6 +101,38 @@ def _last_logits(out) -> Tensor:
     return logits[:, -1, :]  # (N, t, V) -> (N, V)
 
 
+def _check_prompt_valid(valid: Tensor | None) -> None:
+    """Raise unless ``valid`` is None or a (B, t0) bool tensor."""
+    if valid is not None and (not isinstance(valid, Tensor) or valid.dtype != torch.bool):
+        got = valid.dtype if isinstance(valid, Tensor) else type(valid).__name__
+        raise TypeError(f"valid must be a (B, t0) bool tensor, True at the real tokens of the prompts, got {got}")
+    if valid is not None and valid.dim() != 2:
+        raise ValueError(f"valid must have shape (B, t0), got {tuple(valid.shape)}")
+
+
+def _hypothesis_valid(prompt_valid: Tensor | None, ids: Tensor, rows: Tensor) -> Tensor:
+    """(N, t) bool: the prompt's padding mask ``prompt_valid[rows]`` (B, t0), then True for every generated token."""
+    if prompt_valid is None:
+        return torch.ones_like(ids, dtype=torch.bool)
+    prompt = prompt_valid[rows].to(ids.device)  # (N, t0)
+    if ids.shape[1] < prompt.shape[1]:
+        raise ValueError(f"hypotheses of length {ids.shape[1]} are shorter than the prompts ({prompt.shape[1]})")
+    generated = torch.ones(ids.shape[0], ids.shape[1] - prompt.shape[1], dtype=torch.bool, device=ids.device)
+    return torch.cat([prompt, generated], dim=1)  # (N, t0) + (N, t - t0) -> (N, t)
+
+
+def _parents(ids: Tensor, rows: Tensor, prev_ids: Tensor | None, prev_rows: Tensor | None) -> Tensor | None:
+    """For each hypothesis ids (N, t), the index of the previous call's hypothesis prev_ids (N', t - 1) it extends
+    by one token (of the same batch row), or None when some hypothesis extends none of them."""
+    if prev_ids is None or ids.shape[1] != prev_ids.shape[1] + 1:
+        return None
+    same = (ids[:, None, :-1] == prev_ids[None]).all(dim=-1)  # (N, 1, t-1) vs (1, N', t-1) -> (N, N')
+    same &= rows[:, None] == prev_rows[None, :]  # and the same batch element (its prompt's padding)
+    if not bool(same.any(dim=1).all()):
+        return None
+    return same.int().argmax(dim=1)  # (N,): the first matching parent
+
+
 def causal_lm_logits_fn(
     model: Callable[..., Tensor], *, valid: Tensor | None = None, use_cache: bool = False
 ) -> LogitsFn:
@@ -123,50 +155,27 @@ def causal_lm_logits_fn(
 
     Models run under ``torch.no_grad()``. Put the model in ``eval()`` mode first, or dropout stays on.
     """
-    prompt_valid = valid
-    if prompt_valid is not None and (not isinstance(prompt_valid, Tensor) or prompt_valid.dtype != torch.bool):
-        got = prompt_valid.dtype if isinstance(prompt_valid, Tensor) else type(prompt_valid).__name__
-        raise TypeError(f"valid must be a (B, t0) bool tensor, True at the real tokens of the prompts, got {got}")
-    if prompt_valid is not None and prompt_valid.dim() != 2:
-        raise ValueError(f"valid must have shape (B, t0), got {tuple(prompt_valid.shape)}")
-
-    def hypothesis_valid(ids: Tensor, rows: Tensor) -> Tensor:
-        """(N, t) bool: the prompt's padding mask, then True for every generated token."""
-        if prompt_valid is None:
-            return torch.ones_like(ids, dtype=torch.bool)
-        prompt = prompt_valid[rows].to(ids.device)  # (N, t0)
-        if ids.shape[1] < prompt.shape[1]:
-            raise ValueError(f"hypotheses of length {ids.shape[1]} are shorter than the prompts ({prompt.shape[1]})")
-        generated = torch.ones(ids.shape[0], ids.shape[1] - prompt.shape[1], dtype=torch.bool, device=ids.device)
-        return torch.cat([prompt, generated], dim=1)  # (N, t0) + (N, t - t0) -> (N, t)
+    _check_prompt_valid(valid)
 
     if not use_cache:
 
         def logits_fn(ids: Tensor, rows: Tensor) -> Tensor:
             with torch.no_grad():
-                out = model(ids) if prompt_valid is None else model(ids, valid=hypothesis_valid(ids, rows))
+                if valid is None:
+                    out = model(ids)
+                else:
+                    out = model(ids, valid=_hypothesis_valid(valid, ids, rows))
             return _last_logits(out)
 
         return logits_fn
 
     state: dict = {"ids": None, "rows": None, "cache": None}  # the previous call's hypotheses and their cache
 
-    def parents(ids: Tensor, rows: Tensor) -> Tensor | None:
-        """For each hypothesis (N, t), the index of the previous hypothesis it extends by one token, or None."""
-        prev_ids, prev_rows = state["ids"], state["rows"]
-        if prev_ids is None or ids.shape[1] != prev_ids.shape[1] + 1:
-            return None
-        same = (ids[:, None, :-1] == prev_ids[None]).all(dim=-1)  # (N, 1, t-1) vs (1, N', t-1) -> (N, N')
-        same &= rows[:, None] == prev_rows[None, :]  # and the same batch element (its prompt's padding)
-        if not bool(same.any(dim=1).all()):
-            return None
-        return same.int().argmax(dim=1)  # (N,): the first matching parent
-
     def cached_logits_fn(ids: Tensor, rows: Tensor) -> Tensor:
         with torch.no_grad():
-            parent = parents(ids, rows)
+            parent = _parents(ids, rows, state["ids"], state["rows"])
             if parent is None:  # prefill: the whole prefix, a fresh cache
-                out = model(ids, valid=hypothesis_valid(ids, rows), use_cache=True)
+                out = model(ids, valid=_hypothesis_valid(valid, ids, rows), use_cache=True)
             else:  # one new token per hypothesis, against its parent's cached keys and values
                 cache = state["cache"].select(parent.to(ids.device))
                 new_valid = torch.ones(ids.shape[0], 1, dtype=torch.bool, device=ids.device)
