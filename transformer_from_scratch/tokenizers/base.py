@@ -72,7 +72,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import Tensor
@@ -96,6 +96,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 Padding = Literal["longest", "max_length"] | bool
+S = TypeVar("S")  # a symbol: a token string (WordPiece) or an id (BPE)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -304,6 +305,20 @@ def vocab_by_frequency(
     if max_size is not None:
         ranked = ranked[: max_size - len(vocab)]
     return vocab + ranked
+
+
+def _merge_pair(symbols: Sequence[S], a: S, b: S, merged: S) -> list[S]:
+    """``symbols`` with every adjacent (a, b) replaced by ``merged``, left to right: a a a -> [aa, a]."""
+    out: list[S] = []
+    i, n = 0, len(symbols)
+    while i < n:
+        if i + 1 < n and symbols[i] == a and symbols[i + 1] == b:
+            out.append(merged)
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------

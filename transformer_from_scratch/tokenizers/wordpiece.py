@@ -59,7 +59,15 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .base import BERT_SPECIAL_TOKENS, SpecialTokens, Tokenizer, _as_special_tokens, count_tokens, register_tokenizer
+from .base import (
+    BERT_SPECIAL_TOKENS,
+    SpecialTokens,
+    Tokenizer,
+    _as_special_tokens,
+    _merge_pair,
+    count_tokens,
+    register_tokenizer,
+)
 from .normalization import BERT_NORMALIZER, Normalizer
 
 __all__ = ["WordPieceTokenizer", "likelihood_gain", "wordpiece_throughput"]
@@ -303,7 +311,7 @@ class _MergeCounts:
             symbols, f = self.words[i], self.freqs[i]
             touched.update(zip(symbols, symbols[1:]))
             _add_word(i, symbols, -f, self.symbols, self.pairs, self.where)
-            self.words[i] = symbols = _merge(symbols, *pair, merged)
+            self.words[i] = symbols = _merge_pair(symbols, *pair, merged)
             _add_word(i, symbols, f, self.symbols, self.pairs, self.where)
         for key in touched:  # pairs that no longer occur anywhere
             if self.pairs[key] <= 0:
@@ -319,18 +327,6 @@ def _add_word(i, symbols, f, symbol_counts, pair_counts, where) -> None:
         pair_counts[pair] += f
         if f > 0:
             where.setdefault(pair, set()).add(i)
-
-
-def _merge(symbols: list[str], a: str, b: str, merged: str) -> list[str]:
-    out, j = [], 0
-    while j < len(symbols):
-        if j + 1 < len(symbols) and symbols[j] == a and symbols[j + 1] == b:
-            out.append(merged)
-            j += 2
-        else:
-            out.append(symbols[j])
-            j += 1
-    return out
 
 
 def _xlogx(x: float) -> float:
