@@ -68,7 +68,7 @@ from .base import (
     count_tokens,
     register_tokenizer,
 )
-from .normalization import BERT_NORMALIZER, Normalizer
+from .normalization import BERT_NORMALIZER, Normalizer, _check_normalizer, _saved_normalizer
 
 __all__ = ["WordPieceTokenizer", "likelihood_gain", "wordpiece_throughput"]
 
@@ -92,8 +92,7 @@ class WordPieceTokenizer(Tokenizer):
         parse_special_tokens: bool = True,
     ) -> None:
         super().__init__(vocab, special_tokens, parse_special_tokens=parse_special_tokens)
-        if not isinstance(normalizer, Normalizer):
-            raise TypeError(f"normalizer must be a Normalizer, got {type(normalizer).__name__}")
+        _check_normalizer(normalizer)
         if not isinstance(continuing_prefix, str) or not continuing_prefix:
             raise ValueError(f"continuing_prefix must be a non-empty string, got {continuing_prefix!r}")
         if isinstance(max_input_chars_per_word, bool) or not isinstance(max_input_chars_per_word, int):
@@ -205,8 +204,7 @@ class WordPieceTokenizer(Tokenizer):
 
     @classmethod
     def _from_saved(cls, vocab, special_tokens, options, *, parse_special_tokens):
-        options = dict(options)
-        normalizer = Normalizer.from_dict(options.pop("normalizer", Normalizer.bert().to_dict()))
+        normalizer, options = _saved_normalizer(options, default=BERT_NORMALIZER)
         return cls(vocab, special_tokens, normalizer=normalizer, parse_special_tokens=parse_special_tokens, **options)
 
     # --- training ------------------------------------------------------------------------------------
