@@ -1,5 +1,6 @@
-"""Small helpers shared by the corpus and the synthetic NLP generators (private: import the public modules).
+"""Small helpers shared by the corpus and the synthetic generators (private: import the public modules).
 
+arguments         check_int(name, value, low, high)
 seeded draws      make_generator, uniform_int, choice, bernoulli, permutation — all from a torch.Generator
 distinct samples  draw_distinct(n, draw, key) — redraw repeats, so cut splits never share an example
 splits            Splits(train, validation, test), cut_splits(items, n_train, n_validation, n_test)
@@ -17,8 +18,6 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 import torch
-
-from .synthetic import _check_int, _generator
 
 T = TypeVar("T")
 
@@ -40,12 +39,26 @@ __all__ = [
     "read_tsv",
 ]
 
-check_int = _check_int
+
+def check_int(name: str, value, low: int, high: int | None = None) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is an int in [low, high] (no upper bound: high None)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        expected = f"an int ≥ {low}" if high is None else f"an int in [{low}, {high}]"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
 def make_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
     """``generator`` as given, or a fresh one seeded with ``seed`` (default 0); never both."""
-    return _generator(seed, generator)
+    if seed is not None and generator is not None:
+        raise ValueError("pass either seed= or generator=, not both")
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        return generator
+    seed = 0 if seed is None else seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return torch.Generator().manual_seed(seed)
 
 
 def uniform_int(g: torch.Generator, low: int, high: int) -> int:
