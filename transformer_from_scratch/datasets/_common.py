@@ -3,7 +3,8 @@
 arguments         check_int(name, value, low, high)
 seeded draws      make_generator, uniform_int, choice, bernoulli, permutation — all from a torch.Generator
 distinct samples  draw_distinct(n, draw, key) — redraw repeats, so cut splits never share an example
-splits            Splits(train, validation, test), cut_splits(items, n_train, n_validation, n_test)
+splits            Splits(train, validation, test), draw_splits(make, n_train, n_validation, n_test) — one
+                  call of a generator, cut; cut_splits, check_split_sizes; check_domains(domains, known)
 files             atomic_write_text, write_jsonl / read_jsonl, write_tsv / read_tsv (UTF-8, "\\n" line ends)
 """
 
@@ -32,6 +33,8 @@ __all__ = [
     "Splits",
     "cut_splits",
     "check_split_sizes",
+    "draw_splits",
+    "check_domains",
     "atomic_write_text",
     "write_jsonl",
     "read_jsonl",
@@ -127,6 +130,21 @@ def check_split_sizes(n_train: int, n_validation: int, n_test: int) -> int:
     for arg, value in (("n_train", n_train), ("n_validation", n_validation), ("n_test", n_test)):
         check_int(arg, value, 0)
     return n_train + n_validation + n_test
+
+
+def draw_splits(make: Callable[[int], Sequence[T]], n_train: int, n_validation: int, n_test: int) -> Splits[T]:
+    """Train, validation and test examples cut, in that order, from ONE call ``make(n_train + n_validation +
+    n_test)`` of a generator of distinct examples — so the splits never share an example."""
+    total = check_split_sizes(n_train, n_validation, n_test)
+    return cut_splits(make(total), n_train, n_validation, n_test)
+
+
+def check_domains(domains: Iterable[str] | None, known: tuple[str, ...]) -> tuple[str, ...]:
+    """``domains`` as a tuple (None: all of ``known``); a ValueError unless it is a non-empty subset of ``known``."""
+    domains = known if domains is None else tuple(domains)
+    if not domains or any(d not in known for d in domains):
+        raise ValueError(f"domains must be a non-empty subset of {known}, got {domains!r}")
+    return domains
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -32,7 +32,7 @@ from typing import ClassVar
 
 import torch
 
-from ._common import check_int, make_generator
+from ._common import check_int, check_split_sizes, make_generator
 from .batching import Seq2SeqBatch, pad_pairs
 
 __all__ = [
@@ -194,11 +194,9 @@ def make_splits(
 ) -> TaskSplits:
     """Train, validation and test pairs that never share a source: one call of :func:`make_task` for all
     ``n_train + n_validation + n_test`` examples, cut in that order. The same seed gives the same splits."""
-    for arg, value in (("n_train", n_train), ("n_validation", n_validation), ("n_test", n_test)):
-        check_int(arg, value, 0)
     pairs = make_task(
         name,
-        n_train + n_validation + n_test,
+        check_split_sizes(n_train, n_validation, n_test),
         min_len=min_len,
         max_len=max_len,
         alphabet_size=alphabet_size,
