@@ -103,6 +103,38 @@ def _last_logits(out) -> Tensor:
     return logits[:, -1, :]  # (N, t, V) -> (N, V)
 
 
+def _check_prompt_valid(valid: Tensor | None) -> None:
+    """Raise unless ``valid`` is None or a (B, t0) bool tensor."""
+    if valid is not None and (not isinstance(valid, Tensor) or valid.dtype != torch.bool):
+        got = valid.dtype if isinstance(valid, Tensor) else type(valid).__name__
+        raise TypeError(f"valid must be a (B, t0) bool tensor, True at the real tokens of the prompts, got {got}")
+    if valid is not None and valid.dim() != 2:
+        raise ValueError(f"valid must have shape (B, t0), got {tuple(valid.shape)}")
+
+
+def _hypothesis_valid(prompt_valid: Tensor | None, ids: Tensor, rows: Tensor) -> Tensor:
+    """(N, t) bool: the prompt's padding mask ``prompt_valid[rows]`` (B, t0), then True for every generated token."""
+    if prompt_valid is None:
+        return torch.ones_like(ids, dtype=torch.bool)
+    prompt = prompt_valid[rows].to(ids.device)  # (N, t0)
+    if ids.shape[1] < prompt.shape[1]:
+        raise ValueError(f"hypotheses of length {ids.shape[1]} are shorter than the prompts ({prompt.shape[1]})")
+    generated = torch.ones(ids.shape[0], ids.shape[1] - prompt.shape[1], dtype=torch.bool, device=ids.device)
+    return torch.cat([prompt, generated], dim=1)  # (N, t0) + (N, t - t0) -> (N, t)
+
+
+def _parents(ids: Tensor, rows: Tensor, prev_ids: Tensor | None, prev_rows: Tensor | None) -> Tensor | None:
+    """For each hypothesis ids (N, t), the index of the previous call's hypothesis prev_ids (N', t - 1) it extends
+    by one token (of the same batch row), or None when some hypothesis extends none of them."""
+    if prev_ids is None or ids.shape[1] != prev_ids.shape[1] + 1:
+        return None
+    same = (ids[:, None, :-1] == prev_ids[None]).all(dim=-1)  # (N, 1, t-1) vs (1, N', t-1) -> (N, N')
+    same &= rows[:, None] == prev_rows[None, :]  # and the same batch element (its prompt's padding)
+    if not bool(same.any(dim=1).all()):
+        return None
+    return same.int().argmax(dim=1)  # (N,): the first matching parent
+
+
 def causal_lm_logits_fn(
     model: Callable[..., Tensor], *, valid: Tensor | None = None, use_cache: bool = False
 ) -> LogitsFn:
@@ -125,50 +157,27 @@ def causal_lm_logits_fn(
 
     Models run under ``torch.no_grad()``. Put the model in ``eval()`` mode first, or dropout stays on.
     """
-    prompt_valid = valid
-    if prompt_valid is not None and (not isinstance(prompt_valid, Tensor) or prompt_valid.dtype != torch.bool):
-        got = prompt_valid.dtype if isinstance(prompt_valid, Tensor) else type(prompt_valid).__name__
-        raise TypeError(f"valid must be a (B, t0) bool tensor, True at the real tokens of the prompts, got {got}")
-    if prompt_valid is not None and prompt_valid.dim() != 2:
-        raise ValueError(f"valid must have shape (B, t0), got {tuple(prompt_valid.shape)}")
-
-    def hypothesis_valid(ids: Tensor, rows: Tensor) -> Tensor:
-        """(N, t) bool: the prompt's padding mask, then True for every generated token."""
-        if prompt_valid is None:
-            return torch.ones_like(ids, dtype=torch.bool)
-        prompt = prompt_valid[rows].to(ids.device)  # (N, t0)
-        if ids.shape[1] < prompt.shape[1]:
-            raise ValueError(f"hypotheses of length {ids.shape[1]} are shorter than the prompts ({prompt.shape[1]})")
-        generated = torch.ones(ids.shape[0], ids.shape[1] - prompt.shape[1], dtype=torch.bool, device=ids.device)
-        return torch.cat([prompt, generated], dim=1)  # (N, t0) + (N, t - t0) -> (N, t)
+    _check_prompt_valid(valid)
 
     if not use_cache:
 
         def logits_fn(ids: Tensor, rows: Tensor) -> Tensor:
             with torch.no_grad():
-                out = model(ids) if prompt_valid is None else model(ids, valid=hypothesis_valid(ids, rows))
+                if valid is None:
+                    out = model(ids)
+                else:
+                    out = model(ids, valid=_hypothesis_valid(valid, ids, rows))
             return _last_logits(out)
 
         return logits_fn
 
     state: dict = {"ids": None, "rows": None, "cache": None}  # the previous call's hypotheses and their cache
 
-    def parents(ids: Tensor, rows: Tensor) -> Tensor | None:
-        """For each hypothesis (N, t), the index of the previous hypothesis it extends by one token, or None."""
-        prev_ids, prev_rows = state["ids"], state["rows"]
-        if prev_ids is None or ids.shape[1] != prev_ids.shape[1] + 1:
-            return None
-        same = (ids[:, None, :-1] == prev_ids[None]).all(dim=-1)  # (N, 1, t-1) vs (1, N', t-1) -> (N, N')
-        same &= rows[:, None] == prev_rows[None, :]  # and the same batch element (its prompt's padding)
-        if not bool(same.any(dim=1).all()):
-            return None
-        return same.int().argmax(dim=1)  # (N,): the first matching parent
-
     def cached_logits_fn(ids: Tensor, rows: Tensor) -> Tensor:
         with torch.no_grad():
-            parent = parents(ids, rows)
+            parent = _parents(ids, rows, state["ids"], state["rows"])
             if parent is None:  # prefill: the whole prefix, a fresh cache
-                out = model(ids, valid=hypothesis_valid(ids, rows), use_cache=True)
+                out = model(ids, valid=_hypothesis_valid(valid, ids, rows), use_cache=True)
             else:  # one new token per hypothesis, against its parent's cached keys and values
                 cache = state["cache"].select(parent.to(ids.device))
                 new_valid = torch.ones(ids.shape[0], 1, dtype=torch.bool, device=ids.device)
@@ -298,6 +307,14 @@ def _check_positive_int(name: str, value: int) -> None:
 def _check_token_id(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
         raise ValueError(f"{name} must be None or a token id (int ≥ 0), got {value!r}")
+
+
+def _check_length_penalty(length_penalty: float) -> None:
+    """Raise unless ``length_penalty`` is a finite real number (a bool is not one)."""
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
+        raise TypeError(f"length_penalty must be a number, got {length_penalty!r}")
+    if not math.isfinite(length_penalty):
+        raise ValueError(f"length_penalty must be finite, got {length_penalty!r}")
 
 
 def _next_logits(logits_fn: LogitsFn, ids: Tensor, rows: Tensor, eos_id: int | None) -> Tensor:
@@ -451,6 +468,118 @@ def _best_reachable_score(log_prob: float, length: int, max_length: int, length_
     )
 
 
+@dataclass(frozen=True)
+class _BeamSettings:
+    """The fixed arguments of one beam search: K, the step budget, EOS and the length penalty α."""
+
+    beam_size: int
+    max_new_tokens: int
+    eos_id: int | None
+    length_penalty: float
+
+
+def _best_first(hypotheses: list[Hypothesis], k: int) -> list[Hypothesis]:
+    """The k best hypotheses by score, best first."""
+    # stable sort: among equal scores the earlier (shorter, higher-ranked) hypothesis stays first
+    return sorted(hypotheses, key=lambda h: -h.score)[:k]
+
+
+def _rank_extensions(
+    extensions: Tensor, beams: Tensor, ids: Tensor, length: int, settings: _BeamSettings
+) -> tuple[list[int], list[int], list[Hypothesis]]:
+    """Walk one batch element's n_b·V extensions best first: the top-K ones ending in EOS finish, the K best
+    others stay live. Returns (live beam index, live token) lists and the finished hypotheses.
+
+    extensions (n_b, V) float64 summed log-probabilities of the element's beams ``beams`` (n_b,) in ``ids`` (N, t).
+    """
+    vocab = extensions.shape[1]
+    flat = extensions.reshape(-1)  # (n_b, V) -> (n_b·V,), index = beam·V + token
+    ranking = flat.argsort(descending=True, stable=True).tolist()
+    keep_beam: list[int] = []  # which live beam each new beam extends
+    keep_token: list[int] = []  # and with which token
+    ended: list[Hypothesis] = []
+    for rank, j in enumerate(ranking):
+        beam, token = int(beams[j // vocab]), j % vocab
+        if token == settings.eos_id:
+            if rank < settings.beam_size:  # only an EOS that made it into the top K counts
+                tokens = torch.cat([ids[beam], ids.new_tensor([token])])  # (t + 1,)
+                log_prob = float(flat[j])
+                score = length_normalised_score(log_prob, length, settings.length_penalty)
+                ended.append(Hypothesis(tokens, log_prob, score, True))
+        else:
+            keep_beam.append(beam)
+            keep_token.append(token)
+            if len(keep_beam) == settings.beam_size:
+                break
+    return keep_beam, keep_token, ended
+
+
+def _extend_beams(
+    ids: Tensor,
+    rows: Tensor,
+    extensions: Tensor,
+    finished: list[list[Hypothesis]],
+    done: list[bool],
+    length: int,
+    settings: _BeamSettings,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One step for every batch element still searching: set its finished hypotheses aside in ``finished`` and
+    return the new live beams: ids (N', t + 1), rows (N',), sums (N',).
+
+    extensions (N, V): the summed log-probability of every one-token extension of every live beam.
+    """
+    keep_beam: list[int] = []
+    keep_token: list[int] = []
+    for b, element_done in enumerate(done):
+        if element_done:
+            continue
+        beams = (rows == b).nonzero().squeeze(1)  # (n_b,) indices of b's live beams
+        beam_ids, tokens, ended = _rank_extensions(extensions[beams], beams, ids, length, settings)
+        keep_beam += beam_ids
+        keep_token += tokens
+        finished[b] = _best_first(finished[b] + ended, settings.beam_size)
+    beam_index = torch.tensor(keep_beam, dtype=torch.long, device=ids.device)  # (N',)
+    token_index = torch.tensor(keep_token, dtype=torch.long, device=ids.device)  # (N',)
+    new_ids = torch.cat([ids[beam_index], token_index[:, None]], dim=1)  # (N', t + 1)
+    return new_ids, rows[beam_index], extensions[beam_index, token_index]
+
+
+def _cannot_improve(sums: Tensor, finished: list[Hypothesis], length: int, settings: _BeamSettings) -> bool:
+    """True when a batch element with live beams of summed log-probabilities ``sums`` (n_b,) is done: it has no
+    live beam, or K finished hypotheses that no live beam can beat (see :func:`_best_reachable_score`)."""
+    if sums.numel() == 0:
+        return True
+    if len(finished) < settings.beam_size:
+        return False
+    best_live = max(
+        _best_reachable_score(float(s), length, settings.max_new_tokens, settings.length_penalty) for s in sums
+    )
+    return best_live <= finished[-1].score
+
+
+def _final_hypotheses(
+    finished: list[Hypothesis], live_ids: Tensor, live_sums: Tensor, length: int, settings: _BeamSettings
+) -> tuple[Hypothesis, ...]:
+    """A batch element's K best hypotheses among its finished ones and the live beams that max_new_tokens cut
+    off — ids (n_b, t), sums (n_b,) — which compete unfinished (n_b = 0 for an element that stopped early)."""
+    candidates = list(finished)
+    for tokens, log_prob in zip(live_ids, live_sums.tolist()):
+        score = length_normalised_score(log_prob, length, settings.length_penalty)
+        candidates.append(Hypothesis(tokens.clone(), log_prob, score, False))
+    return tuple(_best_first(candidates, settings.beam_size))
+
+
+def _best_of_each(hypotheses: tuple[tuple[Hypothesis, ...], ...], fill: int, device: torch.device) -> BeamSearchOutput:
+    """The best hypothesis of each batch element, right-padded with ``fill`` into (B, L), and its score (B,)."""
+    best = [h[0] for h in hypotheses]
+    longest = max(len(h.tokens) for h in best)
+    sequences = torch.full((len(best), longest), fill, dtype=torch.long, device=device)  # (B, L)
+    for b, h in enumerate(best):
+        sequences[b, : len(h.tokens)] = h.tokens
+    scores = torch.tensor([h.score for h in best], dtype=torch.float64, device=device)  # (B,)
+    return BeamSearchOutput(sequences, scores, hypotheses)
+
+
 def beam_search(
     logits_fn: LogitsFn,
     prefix: Tensor,
@@ -490,90 +619,33 @@ def beam_search(
     _check_positive_int("max_new_tokens", max_new_tokens)
     _check_token_id("eos_id", eos_id)
     _check_token_id("pad_id", pad_id)
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
-        raise TypeError(f"length_penalty must be a number, got {length_penalty!r}")
-    if not math.isfinite(length_penalty):
-        raise ValueError(f"length_penalty must be finite, got {length_penalty!r}")
-
-    k, device = beam_size, prefix.device
+    _check_length_penalty(length_penalty)
+    settings = _BeamSettings(beam_size, max_new_tokens, eos_id, length_penalty)
     batch = prefix.shape[0]
     # The live beams of all batch elements, stacked: ids (N, t), rows (N,), summed log-probabilities (N,).
     ids = prefix
-    rows = torch.arange(batch, device=device)
-    sums = torch.zeros(batch, dtype=torch.float64, device=device)
-    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    rows = torch.arange(batch, device=prefix.device)
+    sums = torch.zeros(batch, dtype=torch.float64, device=prefix.device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]  # per batch element, ≤ K, best first
     done = [False] * batch
 
     length = 0  # number of generated tokens in every live beam
     for length in range(1, max_new_tokens + 1):
         log_probs = torch.log_softmax(_next_logits(logits_fn, ids, rows, eos_id).double(), dim=-1)  # (N, V)
-        vocab = log_probs.shape[1]
         extensions = sums[:, None] + log_probs  # (N, V): log p of every one-token extension of every beam
-        keep_beam: list[int] = []  # which live beam each new beam extends
-        keep_token: list[int] = []  # and with which token
-        for b in range(batch):
-            if done[b]:
-                continue
-            beams = (rows == b).nonzero().squeeze(1)  # (n_b,) indices of b's live beams
-            flat = extensions[beams].reshape(-1)  # (n_b, V) -> (n_b·V,), index = beam·V + token
-            ranking = flat.argsort(descending=True, stable=True).tolist()
-            n_live = 0
-            for rank, j in enumerate(ranking):
-                beam, token = int(beams[j // vocab]), j % vocab
-                if token == eos_id:
-                    if rank < k:  # only an EOS that made it into the top K counts
-                        tokens = torch.cat([ids[beam], ids.new_tensor([token])])  # (t + 1,)
-                        log_prob = float(flat[j])
-                        score = length_normalised_score(log_prob, length, length_penalty)
-                        finished[b].append(Hypothesis(tokens, log_prob, score, True))
-                else:
-                    keep_beam.append(beam)
-                    keep_token.append(token)
-                    n_live += 1
-                    if n_live == k:
-                        break
-            # stable sort: among equal scores the earlier (shorter, higher-ranked) hypothesis stays first
-            finished[b] = sorted(finished[b], key=lambda h: -h.score)[:k]
-
-        beam_index = torch.tensor(keep_beam, dtype=torch.long, device=device)  # (N',)
-        token_index = torch.tensor(keep_token, dtype=torch.long, device=device)  # (N',)
-        ids = torch.cat([ids[beam_index], token_index[:, None]], dim=1)  # (N', t + 1)
-        sums = extensions[beam_index, token_index]  # (N',)
-        rows = rows[beam_index]  # (N',)
-
+        ids, rows, sums = _extend_beams(ids, rows, extensions, finished, done, length, settings)
         if length == max_new_tokens:
             break
         for b in range(batch):  # safe early stop, see the docstring
-            if done[b]:
-                continue
-            mine = rows == b
-            if not bool(mine.any()):
-                done[b] = True
-            elif len(finished[b]) == k:
-                best_live = max(
-                    _best_reachable_score(float(s), length, max_new_tokens, length_penalty) for s in sums[mine]
-                )
-                done[b] = best_live <= finished[b][-1].score
+            done[b] = done[b] or _cannot_improve(sums[rows == b], finished[b], length, settings)
         if all(done):
             break
-        alive = torch.tensor([not done[int(r)] for r in rows], dtype=torch.bool, device=device)  # (N',)
+        alive = torch.tensor([not done[int(r)] for r in rows], dtype=torch.bool, device=prefix.device)  # (N',)
         ids, sums, rows = ids[alive], sums[alive], rows[alive]
 
     hypotheses = []
     for b in range(batch):
-        candidates = list(finished[b])
-        if not done[b]:  # cut off by max_new_tokens: the live beams compete unfinished
-            for n in (rows == b).nonzero().squeeze(1).tolist():
-                log_prob = float(sums[n])
-                score = length_normalised_score(log_prob, length, length_penalty)
-                candidates.append(Hypothesis(ids[n].clone(), log_prob, score, False))
-        hypotheses.append(tuple(sorted(candidates, key=lambda h: -h.score)[:k]))
-
-    best = [h[0] for h in hypotheses]
-    longest = max(len(h.tokens) for h in best)
+        cut_off = (rows == b) & (not done[b])  # (N,): beams of an element that max_new_tokens stopped
+        hypotheses.append(_final_hypotheses(finished[b], ids[cut_off], sums[cut_off], length, settings))
     fill = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
-    sequences = torch.full((batch, longest), fill, dtype=torch.long, device=device)  # (B, L)
-    for b, h in enumerate(best):
-        sequences[b, : len(h.tokens)] = h.tokens
-    scores = torch.tensor([h.score for h in best], dtype=torch.float64, device=device)  # (B,)
-    return BeamSearchOutput(sequences, scores, tuple(hypotheses))
+    return _best_of_each(tuple(hypotheses), fill, prefix.device)

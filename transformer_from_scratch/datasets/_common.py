@@ -1,8 +1,10 @@
-"""Small helpers shared by the corpus and the synthetic NLP generators (private: import the public modules).
+"""Small helpers shared by the corpus and the synthetic generators (private: import the public modules).
 
+arguments         check_int(name, value, low, high)
 seeded draws      make_generator, uniform_int, choice, bernoulli, permutation — all from a torch.Generator
 distinct samples  draw_distinct(n, draw, key) — redraw repeats, so cut splits never share an example
-splits            Splits(train, validation, test), cut_splits(items, n_train, n_validation, n_test)
+splits            Splits(train, validation, test), draw_splits(make, n_train, n_validation, n_test) — one
+                  call of a generator, cut; cut_splits, check_split_sizes; check_domains(domains, known)
 files             atomic_write_text, write_jsonl / read_jsonl, write_tsv / read_tsv (UTF-8, "\\n" line ends)
 """
 
@@ -18,8 +20,6 @@ from typing import Generic, TypeVar
 
 import torch
 
-from .synthetic import _check_int, _generator
-
 T = TypeVar("T")
 
 __all__ = [
@@ -33,6 +33,8 @@ __all__ = [
     "Splits",
     "cut_splits",
     "check_split_sizes",
+    "draw_splits",
+    "check_domains",
     "atomic_write_text",
     "write_jsonl",
     "read_jsonl",
@@ -40,12 +42,26 @@ __all__ = [
     "read_tsv",
 ]
 
-check_int = _check_int
+
+def check_int(name: str, value, low: int, high: int | None = None) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is an int in [low, high] (no upper bound: high None)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        expected = f"an int ≥ {low}" if high is None else f"an int in [{low}, {high}]"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
 def make_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
     """``generator`` as given, or a fresh one seeded with ``seed`` (default 0); never both."""
-    return _generator(seed, generator)
+    if seed is not None and generator is not None:
+        raise ValueError("pass either seed= or generator=, not both")
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        return generator
+    seed = 0 if seed is None else seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return torch.Generator().manual_seed(seed)
 
 
 def uniform_int(g: torch.Generator, low: int, high: int) -> int:
@@ -114,6 +130,21 @@ def check_split_sizes(n_train: int, n_validation: int, n_test: int) -> int:
     for arg, value in (("n_train", n_train), ("n_validation", n_validation), ("n_test", n_test)):
         check_int(arg, value, 0)
     return n_train + n_validation + n_test
+
+
+def draw_splits(make: Callable[[int], Sequence[T]], n_train: int, n_validation: int, n_test: int) -> Splits[T]:
+    """Train, validation and test examples cut, in that order, from ONE call ``make(n_train + n_validation +
+    n_test)`` of a generator of distinct examples — so the splits never share an example."""
+    total = check_split_sizes(n_train, n_validation, n_test)
+    return cut_splits(make(total), n_train, n_validation, n_test)
+
+
+def check_domains(domains: Iterable[str] | None, known: tuple[str, ...]) -> tuple[str, ...]:
+    """``domains`` as a tuple (None: all of ``known``); a ValueError unless it is a non-empty subset of ``known``."""
+    domains = known if domains is None else tuple(domains)
+    if not domains or any(d not in known for d in domains):
+        raise ValueError(f"domains must be a non-empty subset of {known}, got {domains!r}")
+    return domains
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -36,11 +36,11 @@ import torch
 from ._common import (
     Splits,
     bernoulli,
+    check_domains,
     check_int,
-    check_split_sizes,
     choice,
-    cut_splits,
     draw_distinct,
+    draw_splits,
     make_generator,
     permutation,
     read_jsonl,
@@ -188,9 +188,7 @@ def make_reports(
     """``n`` distinct reports with summaries; the domain of each is uniform over ``domains`` (default all of
     :data:`REPORT_DOMAINS`). Same arguments, same reports."""
     check_int("n", n, 0)
-    domains = REPORT_DOMAINS if domains is None else tuple(domains)
-    if not domains or any(d not in REPORT_DOMAINS for d in domains):
-        raise ValueError(f"domains must be a non-empty subset of {REPORT_DOMAINS}, got {domains!r}")
+    domains = check_domains(domains, REPORT_DOMAINS)
     g = make_generator(seed, generator)
     return draw_distinct(n, lambda: _MAKERS[choice(g, domains)](g), key=lambda r: r.report, what="reports")
 
@@ -205,10 +203,8 @@ def make_report_splits(
     generator: torch.Generator | None = None,
 ) -> Splits[Report]:
     """Train, validation and test reports that never share a text: one :func:`make_reports` call, cut."""
-    total = check_split_sizes(n_train, n_validation, n_test)
-    return cut_splits(
-        make_reports(total, domains=domains, seed=seed, generator=generator), n_train, n_validation, n_test
-    )
+    options = dict(domains=domains, seed=seed, generator=generator)
+    return draw_splits(lambda n: make_reports(n, **options), n_train, n_validation, n_test)
 
 
 def write_report_samples(folder: str | Path, *, n: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED) -> list[Path]:

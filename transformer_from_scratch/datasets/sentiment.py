@@ -42,11 +42,11 @@ import torch
 from ._common import (
     Splits,
     bernoulli,
+    check_domains,
     check_int,
-    check_split_sizes,
     choice,
-    cut_splits,
     draw_distinct,
+    draw_splits,
     make_generator,
     read_tsv,
     uniform_int,
@@ -286,10 +286,7 @@ def make_reviews(
     (never in the first part of an elliptical review), an intensifier 0.3. ``domains``: a subset of
     :data:`DOMAINS` (default all). Same arguments, same reviews."""
     check_int("n", n, 0)
-    domains = tuple(DOMAINS) if domains is None else tuple(domains)
-    unknown = [d for d in domains if d not in DOMAINS]
-    if not domains or unknown:
-        raise ValueError(f"domains must be a non-empty subset of {tuple(DOMAINS)}, got {domains!r}")
+    domains = check_domains(domains, tuple(DOMAINS))
     g = make_generator(seed, generator)
     return draw_distinct(n, lambda: _review(g, domains), key=lambda r: r.text, what="reviews")
 
@@ -304,10 +301,8 @@ def make_review_splits(
     generator: torch.Generator | None = None,
 ) -> Splits[Review]:
     """Train, validation and test reviews that never share a text: one :func:`make_reviews` call, cut."""
-    total = check_split_sizes(n_train, n_validation, n_test)
-    return cut_splits(
-        make_reviews(total, domains=domains, seed=seed, generator=generator), n_train, n_validation, n_test
-    )
+    options = dict(domains=domains, seed=seed, generator=generator)
+    return draw_splits(lambda n: make_reviews(n, **options), n_train, n_validation, n_test)
 
 
 def write_sentiment_samples(folder: str | Path, *, n: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED) -> list[Path]:

@@ -38,10 +38,9 @@ from ._common import (
     Splits,
     bernoulli,
     check_int,
-    check_split_sizes,
     choice,
-    cut_splits,
     draw_distinct,
+    draw_splits,
     make_generator,
     read_jsonl,
     write_jsonl,
@@ -237,9 +236,8 @@ def make_story_splits(
 ) -> Splits[QAExample]:
     """Train, validation and test examples that never share a (story, question): one :func:`make_stories`
     call, cut in that order."""
-    total = check_split_sizes(n_train, n_validation, n_test)
-    examples = make_stories(total, task=task, min_facts=min_facts, max_facts=max_facts, seed=seed, generator=generator)
-    return cut_splits(examples, n_train, n_validation, n_test)
+    options = dict(task=task, min_facts=min_facts, max_facts=max_facts, seed=seed, generator=generator)
+    return draw_splits(lambda n: make_stories(n, **options), n_train, n_validation, n_test)
 
 
 def write_story_samples(folder: str | Path, *, n: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED) -> list[Path]:

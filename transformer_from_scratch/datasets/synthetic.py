@@ -12,7 +12,7 @@ sorting needs counting).
 
 Token ids (:class:`SymbolVocab`): 0 = <pad>, 1 = <bos>, 2 = <eos>, then one id per symbol (3 = "a", …).
 Pairs hold symbol ids only; :func:`to_batch` adds BOS/EOS to the target and pads, through
-:func:`transformer_from_scratch.training.batching.pad_pairs`.
+:func:`transformer_from_scratch.datasets.batching.pad_pairs`.
 
 Determinism: every function draws from a ``torch.Generator`` — pass ``generator=`` or ``seed=`` (default
 seed 0). Within one call the sources are distinct, so the train, validation and test splits of
@@ -32,6 +32,7 @@ from typing import ClassVar
 
 import torch
 
+from ._common import check_int, check_split_sizes, make_generator
 from .batching import Seq2SeqBatch, pad_pairs
 
 __all__ = [
@@ -72,7 +73,7 @@ class SymbolVocab:
     specials: ClassVar[tuple[str, ...]] = ("<pad>", "<bos>", "<eos>")
 
     def __post_init__(self) -> None:
-        _check_int("alphabet_size", self.alphabet_size, 1, len(string.ascii_lowercase))
+        check_int("alphabet_size", self.alphabet_size, 1, len(string.ascii_lowercase))
 
     @property
     def symbols(self) -> str:
@@ -118,25 +119,6 @@ class SymbolVocab:
         return "".join(out)
 
 
-def _check_int(name: str, value, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        expected = f"an int ≥ {low}" if high is None else f"an int in [{low}, {high}]"
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
-    if seed is not None and generator is not None:
-        raise ValueError("pass either seed= or generator=, not both")
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        return generator
-    seed = 0 if seed is None else seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    return torch.Generator().manual_seed(seed)
-
-
 def _target(name: str, source: list[int]) -> list[int]:
     if name == "copy":
         return list(source)
@@ -165,17 +147,17 @@ def make_task(
     """
     if name not in TASKS:
         raise ValueError(f"name must be one of {TASKS}, got {name!r}")
-    _check_int("n", n, 0)
-    _check_int("alphabet_size", alphabet_size, 1, len(string.ascii_lowercase))
-    _check_int("min_len", min_len, 1)
-    _check_int("max_len", max_len, min_len)
+    check_int("n", n, 0)
+    check_int("alphabet_size", alphabet_size, 1, len(string.ascii_lowercase))
+    check_int("min_len", min_len, 1)
+    check_int("max_len", max_len, min_len)
     possible = sum(alphabet_size**length for length in range(min_len, max_len + 1))
     if n > possible:
         raise ValueError(
             f"n={n} distinct sources requested, but only {possible} strings of length {min_len}..{max_len} exist "
             f"over {alphabet_size} symbols; lower n or widen the lengths or the alphabet"
         )
-    g = _generator(seed, generator)
+    g = make_generator(seed, generator)
     first = SymbolVocab(alphabet_size).first_symbol_id
     pairs: list[Pair] = []
     seen: set[tuple[int, ...]] = set()
@@ -212,11 +194,9 @@ def make_splits(
 ) -> TaskSplits:
     """Train, validation and test pairs that never share a source: one call of :func:`make_task` for all
     ``n_train + n_validation + n_test`` examples, cut in that order. The same seed gives the same splits."""
-    for arg, value in (("n_train", n_train), ("n_validation", n_validation), ("n_test", n_test)):
-        _check_int(arg, value, 0)
     pairs = make_task(
         name,
-        n_train + n_validation + n_test,
+        check_split_sizes(n_train, n_validation, n_test),
         min_len=min_len,
         max_len=max_len,
         alphabet_size=alphabet_size,
@@ -246,7 +226,7 @@ def iterate_batches(
 ) -> Iterator[Seq2SeqBatch]:
     """One pass over ``pairs`` in batches of ``batch_size`` (the last one smaller unless ``drop_last``).
     With ``shuffle=True`` the order is a permutation drawn from ``generator`` (required)."""
-    _check_int("batch_size", batch_size, 1)
+    check_int("batch_size", batch_size, 1)
     if shuffle and not isinstance(generator, torch.Generator):
         raise ValueError("shuffle=True needs generator= (a torch.Generator), so that the order is reproducible")
     order = torch.randperm(len(pairs), generator=generator).tolist() if shuffle else list(range(len(pairs)))

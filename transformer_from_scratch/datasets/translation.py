@@ -49,9 +49,8 @@ import torch
 from ._common import (
     Splits,
     check_int,
-    check_split_sizes,
-    cut_splits,
     draw_distinct,
+    draw_splits,
     make_generator,
     read_tsv,
     uniform_int,
@@ -94,6 +93,12 @@ def _check_number(n: int) -> None:
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if not 0 <= n <= MAX_NUMBER:
         raise ValueError(f"n must be in [0, {MAX_NUMBER}], got {n}")
+
+
+def _check_spelling(spelling: str) -> None:
+    """Raise a ValueError unless ``spelling`` is one of :data:`SPELLINGS`."""
+    if spelling not in SPELLINGS:
+        raise ValueError(f"spelling must be one of {SPELLINGS}, got {spelling!r}")
 
 
 def _english_below_1000(n: int) -> list[str]:
@@ -167,8 +172,7 @@ def french_number(n: int, *, spelling: str = "traditional") -> str:
     81 -> "quatre-vingt-un", 71 -> "soixante et onze", 200 -> "deux cents", 201 -> "deux cent un",
     80 000 -> "quatre-vingt mille". ``spelling``: "traditional" (default) or "1990" (all words hyphenated)."""
     _check_number(n)
-    if spelling not in SPELLINGS:
-        raise ValueError(f"spelling must be one of {SPELLINGS}, got {spelling!r}")
+    _check_spelling(spelling)
     thousands, rest = divmod(n, 1000)
     words: list[str] = []
     if thousands:
@@ -223,8 +227,7 @@ def make_number_pairs(
     check_int("max_number", max_number, 0, MAX_NUMBER)
     if n > max_number + 1:
         raise ValueError(f"n={n} distinct numbers requested, but [0, {max_number}] holds only {max_number + 1}")
-    if spelling not in SPELLINGS:
-        raise ValueError(f"spelling must be one of {SPELLINGS}, got {spelling!r}")
+    _check_spelling(spelling)
     g = make_generator(seed, generator)
     if n == 0:
         return []
@@ -243,9 +246,8 @@ def make_number_splits(
     generator: torch.Generator | None = None,
 ) -> Splits[NumberPair]:
     """Train, validation and test pairs that never share a number: one :func:`make_number_pairs` call, cut."""
-    total = check_split_sizes(n_train, n_validation, n_test)
-    pairs = make_number_pairs(total, max_number=max_number, spelling=spelling, seed=seed, generator=generator)
-    return cut_splits(pairs, n_train, n_validation, n_test)
+    options = dict(max_number=max_number, spelling=spelling, seed=seed, generator=generator)
+    return draw_splits(lambda n: make_number_pairs(n, **options), n_train, n_validation, n_test)
 
 
 # ----------------------------------------------------------------------------------------- sentence pairs
@@ -296,8 +298,7 @@ def sentence_pair(number: int, subject: str, verb: str, noun: str, *, spelling: 
     my brother, my sister, we, the children; ``verb`` one of have, see, buy, want; ``noun`` (singular) one of
     apple, book, cat, house, bird, horse, mouse, sheep, car; ``number`` in [1, 999]."""
     check_int("number", number, 1, 999)
-    if spelling not in SPELLINGS:
-        raise ValueError(f"spelling must be one of {SPELLINGS}, got {spelling!r}")
+    _check_spelling(spelling)
     tables = (("subject", subject, [s[0] for s in _SUBJECTS]), ("verb", verb, [v[0][0] for v in _VERBS]))
     tables += (("noun", noun, [n[0] for n in _NOUNS]),)
     indices = []
@@ -340,8 +341,7 @@ def make_sentence_pairs(
     arguments, same pairs."""
     check_int("n", n, 0)
     check_int("max_number", max_number, 1, 999)
-    if spelling not in SPELLINGS:
-        raise ValueError(f"spelling must be one of {SPELLINGS}, got {spelling!r}")
+    _check_spelling(spelling)
     g = make_generator(seed, generator)
 
     def draw() -> SentencePair:

@@ -130,51 +130,15 @@ def mask_tokens(
 
     Shapes: input_ids (B, T) long -> MaskedBatch(input_ids (B, T) long, labels (B, T) long).
     """
-    # ---- validate ----------------------------------------------------------------------------------
-    if not isinstance(input_ids, Tensor) or input_ids.is_floating_point() or input_ids.is_complex():
-        got = input_ids.dtype if isinstance(input_ids, Tensor) else type(input_ids).__name__
-        raise TypeError(f"input_ids must be an integer tensor of token ids (B, T), got {got}")
-    if input_ids.dtype == torch.bool or input_ids.dim() == 0:
-        raise TypeError(
-            f"input_ids must be an integer tensor of token ids (B, T), got {input_ids.dtype} "
-            f"of shape {tuple(input_ids.shape)}"
-        )
+    _check_input_ids(input_ids)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
-    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or not 0 <= mask_id < vocab_size:
-        raise ValueError(f"mask_id={mask_id!r} is outside the vocabulary of size {vocab_size}")
-    if isinstance(special_ids, (str, bytes, Tensor)) or not isinstance(special_ids, Collection):
-        raise TypeError(f"special_ids must be a collection of int ids, got {type(special_ids).__name__}")
-    for i in special_ids:
-        if isinstance(i, bool) or not isinstance(i, int):
-            raise TypeError(f"special_ids must contain int ids, got {i!r} of type {type(i).__name__}")
-    p = _check_probability("mlm_probability", mlm_probability)
-    f_mask = _check_probability("mask_fraction", mask_fraction)
-    f_random = _check_probability("random_fraction", random_fraction)
-    if f_mask + f_random > 1.0 + 1e-12:
-        raise ValueError(
-            f"mask_fraction + random_fraction must be ≤ 1 (the rest stays unchanged), "
-            f"got {mask_fraction} + {random_fraction} = {f_mask + f_random}"
-        )
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int) or 0 <= ignore_index < vocab_size:
-        raise ValueError(f"ignore_index must be an int outside the vocabulary [0, {vocab_size}), got {ignore_index!r}")
-    if input_ids.numel() > 0:
-        lo, hi = int(input_ids.min()), int(input_ids.max())
-        if lo < 0 or hi >= vocab_size:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"token id {bad} in input_ids is outside the vocabulary of size {vocab_size}")
+    _check_vocabulary(vocab_size, mask_id, special_ids)
+    p, f_mask, f_random = _check_fractions(mlm_probability, mask_fraction, random_fraction)
+    _check_against_vocabulary(input_ids, ignore_index, vocab_size)
     input_ids = input_ids.long()  # (B, T); room for ignore_index in the labels whatever the input dtype
     shape = input_ids.shape
-
-    # ---- which positions may be selected -----------------------------------------------------------
-    special = torch.tensor(sorted(set(special_ids) | {mask_id}), dtype=input_ids.dtype, device=input_ids.device)
-    eligible = ~torch.isin(input_ids, special)  # (B, T)
-    if special_mask is not None:
-        eligible &= ~_check_mask("special_mask", special_mask, shape)
-    if valid is not None:
-        eligible &= _check_mask("valid", valid, shape)
+    eligible = _eligible(input_ids, special_ids, mask_id, special_mask, valid)  # (B, T)
 
     # ---- select: one Bernoulli(p) per token, or per word -----------------------------------------------
     device = generator.device  # draw where the generator lives, then move: equal generators, equal batches
@@ -191,15 +155,87 @@ def mask_tokens(
     to_random = selected & (u_branch >= f_mask) & (u_branch < f_mask + f_random)
     # the remaining selected tokens (u ≥ f_mask + f_random) stay unchanged
 
-    pool = replacement_ids(vocab_size, special_ids, mask_id).to(device)  # (N,) allowed replacement ids
     corrupted = input_ids.clone()
     corrupted[to_mask] = mask_id
-    if pool.numel() > 0:  # (an empty pool means every id is special: then nothing is eligible either)
-        pick = torch.randint(0, pool.numel(), shape, generator=generator, device=device)  # (B, T) indices into pool
-        random_tokens = pool[pick].to(input_ids.device)  # (B, T)
-        corrupted[to_random] = random_tokens[to_random]
+    _write_random_tokens(corrupted, to_random, replacement_ids(vocab_size, special_ids, mask_id), generator)
     labels = torch.where(selected, input_ids, torch.full_like(input_ids, ignore_index))
     return MaskedBatch(corrupted, labels, ignore_index)
+
+
+def _check_input_ids(input_ids: Tensor) -> None:
+    """Raise unless ``input_ids`` is an integer (not bool) tensor with at least one dimension."""
+    if not isinstance(input_ids, Tensor) or input_ids.is_floating_point() or input_ids.is_complex():
+        got = input_ids.dtype if isinstance(input_ids, Tensor) else type(input_ids).__name__
+        raise TypeError(f"input_ids must be an integer tensor of token ids (B, T), got {got}")
+    if input_ids.dtype == torch.bool or input_ids.dim() == 0:
+        raise TypeError(
+            f"input_ids must be an integer tensor of token ids (B, T), got {input_ids.dtype} "
+            f"of shape {tuple(input_ids.shape)}"
+        )
+
+
+def _check_vocabulary(vocab_size: int, mask_id: int, special_ids: Collection[int]) -> None:
+    """Raise unless vocab_size ≥ 1, 0 ≤ mask_id < vocab_size and special_ids is a collection of ints."""
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+        raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
+    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or not 0 <= mask_id < vocab_size:
+        raise ValueError(f"mask_id={mask_id!r} is outside the vocabulary of size {vocab_size}")
+    if isinstance(special_ids, (str, bytes, Tensor)) or not isinstance(special_ids, Collection):
+        raise TypeError(f"special_ids must be a collection of int ids, got {type(special_ids).__name__}")
+    for i in special_ids:
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise TypeError(f"special_ids must contain int ids, got {i!r} of type {type(i).__name__}")
+
+
+def _check_fractions(mlm_probability, mask_fraction, random_fraction) -> tuple[float, float, float]:
+    """The three probabilities as floats; each in [0, 1] and mask_fraction + random_fraction ≤ 1."""
+    p = _check_probability("mlm_probability", mlm_probability)
+    f_mask = _check_probability("mask_fraction", mask_fraction)
+    f_random = _check_probability("random_fraction", random_fraction)
+    if f_mask + f_random > 1.0 + 1e-12:
+        raise ValueError(
+            f"mask_fraction + random_fraction must be ≤ 1 (the rest stays unchanged), "
+            f"got {mask_fraction} + {random_fraction} = {f_mask + f_random}"
+        )
+    return p, f_mask, f_random
+
+
+def _check_against_vocabulary(input_ids: Tensor, ignore_index: int, vocab_size: int) -> None:
+    """Raise unless ``ignore_index`` is outside [0, vocab_size) and every id of ``input_ids`` inside it."""
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int) or 0 <= ignore_index < vocab_size:
+        raise ValueError(f"ignore_index must be an int outside the vocabulary [0, {vocab_size}), got {ignore_index!r}")
+    if input_ids.numel() > 0:
+        lo, hi = int(input_ids.min()), int(input_ids.max())
+        if lo < 0 or hi >= vocab_size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"token id {bad} in input_ids is outside the vocabulary of size {vocab_size}")
+
+
+def _eligible(
+    input_ids: Tensor, special_ids: Collection[int], mask_id: int, special_mask: Tensor | None, valid: Tensor | None
+) -> Tensor:
+    """(B, T) bool: the positions that may be selected — not special (by id or ``special_mask``), not padding."""
+    shape = input_ids.shape
+    special = torch.tensor(sorted(set(special_ids) | {mask_id}), dtype=input_ids.dtype, device=input_ids.device)
+    eligible = ~torch.isin(input_ids, special)  # (B, T)
+    if special_mask is not None:
+        eligible &= ~_check_mask("special_mask", special_mask, shape)
+    if valid is not None:
+        eligible &= _check_mask("valid", valid, shape)
+    return eligible
+
+
+def _write_random_tokens(corrupted: Tensor, to_random: Tensor, pool: Tensor, generator: torch.Generator) -> None:
+    """Set ``corrupted`` (B, T) at the ``to_random`` positions to ids drawn uniformly from ``pool`` (N,), in place.
+
+    One draw per position of the batch (selected or not), so the draws do not depend on the selection.
+    """
+    if pool.numel() == 0:  # every id is special: then nothing is eligible either
+        return
+    device = generator.device
+    pick = torch.randint(0, pool.numel(), corrupted.shape, generator=generator, device=device)  # (B, T) into pool
+    random_tokens = pool.to(device)[pick].to(corrupted.device)  # (B, T)
+    corrupted[to_random] = random_tokens[to_random]
 
 
 def _per_word_uniforms(word_ids: Tensor, shape: torch.Size, generator: torch.Generator) -> Tensor:

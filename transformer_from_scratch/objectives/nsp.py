@@ -155,6 +155,65 @@ def _clean_documents(documents) -> list[list[list[int]]]:
     return cleaned
 
 
+def _check_nsp_options(
+    max_len: int, cls_id: int, sep_id: int, generator: torch.Generator, short_seq_prob: float, truncation: Truncation
+) -> None:
+    """Raise a ValueError or TypeError naming the first bad option of :func:`make_nsp_pairs`."""
+    _check_int("max_len", max_len, 5)
+    _check_int("cls_id", cls_id, 0)
+    _check_int("sep_id", sep_id, 0)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if isinstance(short_seq_prob, bool) or not isinstance(short_seq_prob, (int, float)) or not 0 <= short_seq_prob <= 1:
+        raise ValueError(f"short_seq_prob must be a probability in [0, 1], got {short_seq_prob!r}")
+    if truncation not in ("end", "random"):
+        raise ValueError(f'truncation must be "end" or "random", got {truncation!r}')
+
+
+def _nsp_sources(docs: list[list[list[int]]]) -> list[int]:
+    """Indices of the non-empty documents; raises unless there are two of them and one has two sentences."""
+    sources = [d for d, doc in enumerate(docs) if len(doc) > 0]
+    if len(sources) < 2:
+        raise ValueError(
+            f"NSP needs at least 2 non-empty documents (a NotNext segment must come from a different document), "
+            f"got {len(sources)} of {len(docs)}"
+        )
+    if all(len(doc) < 2 for doc in docs):
+        raise ValueError("NSP needs a document with at least 2 sentences (an IsNext pair needs a next sentence)")
+    return sources
+
+
+def _tokens(sentences: Sequence[list[int]]) -> list[int]:
+    """The token ids of consecutive sentences, concatenated."""
+    return [t for sentence in sentences for t in sentence]
+
+
+def _chunk_end(doc: list[list[int]], i: int, target: int) -> int:
+    """j such that sentences [i, j) hold at least two sentences and ``target`` tokens, or run to the document's end."""
+    j, n_tokens = i + 1, len(doc[i])
+    while j < len(doc) and (j < i + 2 or n_tokens < target):
+        n_tokens += len(doc[j])
+        j += 1
+    return j
+
+
+def _other_document_segment(
+    docs: list[list[list[int]]], sources: list[int], own: int, room: int, generator: torch.Generator
+) -> tuple[int, int, int]:
+    """A NotNext segment B -> (document, start, stop): a document uniform among ``sources`` except the one at
+    position ``own``, a uniform start sentence, and consecutive sentences until ``room`` tokens (at least one)."""
+    # uniform over the other documents: draw k among len(sources) - 1 and skip over our own
+    k = _randint(0, len(sources) - 2, generator)
+    b_doc = sources[k] if k < own else sources[k + 1]
+    other = docs[b_doc]
+    b_start = _randint(0, len(other) - 1, generator)
+    b_stop, n_b = b_start + 1, len(other[b_start])
+    while b_stop < len(other) and n_b < room:
+        n_b += len(other[b_stop])
+        b_stop += 1
+    return b_doc, b_start, b_stop
+
+
 def make_nsp_pairs(
     documents: Sequence[Sequence[Sequence[int]]],
     *,
@@ -173,25 +232,9 @@ def make_nsp_pairs(
     Raises ValueError when fewer than two documents have a sentence (NotNext pairs need another document),
     when no document has two sentences (IsNext pairs need a next sentence) or when max_len < 5.
     """
-    _check_int("max_len", max_len, 5)
-    _check_int("cls_id", cls_id, 0)
-    _check_int("sep_id", sep_id, 0)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if isinstance(short_seq_prob, bool) or not isinstance(short_seq_prob, (int, float)) or not 0 <= short_seq_prob <= 1:
-        raise ValueError(f"short_seq_prob must be a probability in [0, 1], got {short_seq_prob!r}")
-    if truncation not in ("end", "random"):
-        raise ValueError(f'truncation must be "end" or "random", got {truncation!r}')
+    _check_nsp_options(max_len, cls_id, sep_id, generator, short_seq_prob, truncation)
     docs = _clean_documents(documents)
-    sources = [d for d, doc in enumerate(docs) if len(doc) > 0]  # documents a NotNext B can come from
-    if len(sources) < 2:
-        raise ValueError(
-            f"NSP needs at least 2 non-empty documents (a NotNext segment must come from a different document), "
-            f"got {len(sources)} of {len(docs)}"
-        )
-    if all(len(doc) < 2 for doc in docs):
-        raise ValueError("NSP needs a document with at least 2 sentences (an IsNext pair needs a next sentence)")
-
+    sources = _nsp_sources(docs)  # documents a NotNext B can come from
     budget = max_len - 3  # room for A and B next to [CLS], [SEP], [SEP]
     position_in_sources = {d: n for n, d in enumerate(sources)}
     examples: list[NSPExample] = []
@@ -204,32 +247,20 @@ def make_nsp_pairs(
             target = budget
             if short_seq_prob > 0 and _coin(generator) < short_seq_prob:
                 target = _randint(2, budget, generator)
-            # 1. chunk: sentences [i, j), at least two, until `target` tokens or the end of the document
-            j, n_tokens = i + 1, len(doc[i])
-            while j < len(doc) and (j < i + 2 or n_tokens < target):
-                n_tokens += len(doc[j])
-                j += 1
+            j = _chunk_end(doc, i, target)  # 1. chunk: sentences [i, j)
             # 2. split: A = sentences [i, a_stop), at least one sentence of the chunk left for B
             a_start, a_stop = i, _randint(i + 1, j - 1, generator)
-            a = [t for sentence in doc[a_start:a_stop] for t in sentence]
-            # 3. label: a fair coin, independent of the data
-            is_next = _coin(generator) < 0.5
+            a = _tokens(doc[a_start:a_stop])
+            is_next = _coin(generator) < 0.5  # 3. label: a fair coin, independent of the data
             # 4. segment B
             if is_next:
                 b_doc, b_start, b_stop = d, a_stop, j  # the sentences that really follow A
                 i = j
             else:
-                # uniform over the other documents: draw k among len(sources) - 1 and skip over d itself
-                k = _randint(0, len(sources) - 2, generator)
-                b_doc = sources[k] if k < position_in_sources[d] else sources[k + 1]
-                other = docs[b_doc]
-                b_start = _randint(0, len(other) - 1, generator)
-                b_stop, n_b = b_start + 1, len(other[b_start])
-                while b_stop < len(other) and n_b < target - len(a):
-                    n_b += len(other[b_stop])
-                    b_stop += 1
+                room = target - len(a)
+                b_doc, b_start, b_stop = _other_document_segment(docs, sources, position_in_sources[d], room, generator)
                 i = a_stop  # put the unused true continuation back: the next A starts right after this one
-            b = [t for sentence in docs[b_doc][b_start:b_stop] for t in sentence]
+            b = _tokens(docs[b_doc][b_start:b_stop])
             # 5. pack
             input_ids, token_type_ids = pack_pair(
                 a, b, max_len=max_len, cls_id=cls_id, sep_id=sep_id, truncation=truncation, generator=generator

@@ -72,7 +72,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import Tensor
@@ -96,6 +96,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 Padding = Literal["longest", "max_length"] | bool
+S = TypeVar("S")  # a symbol: a token string (WordPiece) or an id (BPE)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -304,6 +305,20 @@ def vocab_by_frequency(
     if max_size is not None:
         ranked = ranked[: max_size - len(vocab)]
     return vocab + ranked
+
+
+def _merge_pair(symbols: Sequence[S], a: S, b: S, merged: S) -> list[S]:
+    """``symbols`` with every adjacent (a, b) replaced by ``merged``, left to right: a a a -> [aa, a]."""
+    out: list[S] = []
+    i, n = 0, len(symbols)
+    while i < n:
+        if i + 1 < n and symbols[i] == a and symbols[i + 1] == b:
+            out.append(merged)
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -590,64 +605,45 @@ class Tokenizer(ABC):
         tokens, then specials are added; pairs are cut longest-first); without it a row longer than
         ``max_len`` is a ValueError. Pairs (``text_pairs``) always use ``[CLS] a [SEP] b [SEP]``.
         """
-        if isinstance(texts, str):
-            raise TypeError("texts must be a sequence of strings; for one text use encode() or pass [text]")
-        texts = list(texts)
-        if not texts:
-            raise ValueError("texts is empty; encode_batch needs at least one text")
-        if padding not in ("longest", "max_length", False, True):
-            raise ValueError(f"padding must be 'longest', 'max_length' or False, got {padding!r}")
-        padding = "longest" if padding is True else padding
-        if max_len is not None:
-            _check_max_len(max_len)
-        if padding == "max_length" and max_len is None:
-            raise ValueError("padding='max_length' needs max_len")
-        if truncation and max_len is None:
-            raise ValueError("truncation=True needs max_len")
+        texts, padding = _check_batch_options(texts, padding, max_len, truncation)
+        if text_pairs is not None:
+            rows, segs = self._encode_pairs(texts, text_pairs, max_len, truncation)
+        else:
+            rows, segs = self._encode_singles(texts, max_len, truncation, add_special_tokens)
+        return self._pad_rows(rows, segs, _batch_width([len(r) for r in rows], padding, max_len))
 
+    def _encode_pairs(
+        self, texts: list[str], text_pairs: Sequence[str], max_len: int | None, truncation: bool
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """(ids, segment ids) of ``[CLS] a [SEP] b [SEP]`` for each pair (a, b) of texts and text_pairs."""
+        if isinstance(text_pairs, str):
+            raise TypeError("text_pairs must be a sequence of strings, one per text")
+        text_pairs = list(text_pairs)
+        if len(text_pairs) != len(texts):
+            raise ValueError(f"text_pairs has {len(text_pairs)} entries but texts has {len(texts)}")
+        pairs = [self.encode_pair(a, b, max_len=max_len, truncation=truncation) for a, b in zip(texts, text_pairs)]
+        return [pair.ids for pair in pairs], [pair.segment_ids for pair in pairs]
+
+    def _encode_singles(
+        self, texts: list[str], max_len: int | None, truncation: bool, add_special_tokens: bool
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """(ids, segment ids) of each text, cut to fit ``max_len`` with its special tokens, which are then added."""
+        n_special = self.num_special_tokens_to_add() if add_special_tokens else 0
         rows: list[list[int]] = []
         segs: list[list[int]] = []
-        if text_pairs is not None:
-            if isinstance(text_pairs, str):
-                raise TypeError("text_pairs must be a sequence of strings, one per text")
-            text_pairs = list(text_pairs)
-            if len(text_pairs) != len(texts):
-                raise ValueError(f"text_pairs has {len(text_pairs)} entries but texts has {len(texts)}")
-            for a, b in zip(texts, text_pairs):
-                pair = self.encode_pair(a, b, max_len=max_len, truncation=truncation)
-                rows.append(pair.ids)
-                segs.append(pair.segment_ids)
-        else:
-            n_special = self.num_special_tokens_to_add() if add_special_tokens else 0
-            for text in texts:
-                ids = self.encode(text)
-                if max_len is not None and len(ids) + n_special > max_len:
-                    if not truncation:
-                        raise ValueError(
-                            f"sequence length {len(ids) + n_special} exceeds max_len={max_len}; "
-                            "pass truncation=True or a larger max_len"
-                        )
-                    if max_len < n_special:
-                        raise ValueError(f"max_len={max_len} is smaller than the {n_special} special tokens added")
-                    ids = ids[: max_len - n_special]
-                if add_special_tokens:
-                    ids, seg = self.build_inputs(ids)
-                else:
-                    seg = [0] * len(ids)
-                rows.append(ids)
-                segs.append(seg)
+        for text in texts:
+            ids = _fit_single(self.encode(text), n_special, max_len, truncation)
+            if add_special_tokens:
+                ids, seg = self.build_inputs(ids)
+            else:
+                seg = [0] * len(ids)
+            rows.append(ids)
+            segs.append(seg)
+        return rows, segs
 
+    def _pad_rows(self, rows: list[list[int]], segs: list[list[int]], width: int) -> EncodedBatch:
+        """Right-pad the rows (ids with ``pad_id``, segment ids with 0) to ``width`` and build the masks."""
         lengths = [len(r) for r in rows]
-        if padding == "max_length":
-            width = max_len
-        elif padding == "longest":
-            width = max(lengths)
-        else:
-            if len(set(lengths)) > 1:
-                raise ValueError(
-                    f"padding=False needs rows of equal length, got lengths {lengths}; use padding='longest'"
-                )
-            width = lengths[0]
         if width > min(lengths) and self.pad_id is None:
             raise ValueError("padding needs a pad special token, but this tokenizer has none")
         pad = self.pad_id if self.pad_id is not None else 0
@@ -746,6 +742,52 @@ class Tokenizer(ABC):
 def _check_max_len(max_len: Any) -> None:
     if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 0:
         raise ValueError(f"max_len must be a non-negative integer, got {max_len!r}")
+
+
+def _check_batch_options(
+    texts: Sequence[str], padding: Padding, max_len: int | None, truncation: bool
+) -> tuple[list[str], Padding]:
+    """Validate :meth:`Tokenizer.encode_batch`'s options -> (texts as a list, padding with True read as "longest")."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings; for one text use encode() or pass [text]")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("texts is empty; encode_batch needs at least one text")
+    if padding not in ("longest", "max_length", False, True):
+        raise ValueError(f"padding must be 'longest', 'max_length' or False, got {padding!r}")
+    padding = "longest" if padding is True else padding
+    if max_len is not None:
+        _check_max_len(max_len)
+    if padding == "max_length" and max_len is None:
+        raise ValueError("padding='max_length' needs max_len")
+    if truncation and max_len is None:
+        raise ValueError("truncation=True needs max_len")
+    return texts, padding
+
+
+def _fit_single(ids: list[int], n_special: int, max_len: int | None, truncation: bool) -> list[int]:
+    """``ids`` cut so that with its ``n_special`` special tokens it holds at most ``max_len`` ids (if truncating)."""
+    if max_len is None or len(ids) + n_special <= max_len:
+        return ids
+    if not truncation:
+        raise ValueError(
+            f"sequence length {len(ids) + n_special} exceeds max_len={max_len}; "
+            "pass truncation=True or a larger max_len"
+        )
+    if max_len < n_special:
+        raise ValueError(f"max_len={max_len} is smaller than the {n_special} special tokens added")
+    return ids[: max_len - n_special]
+
+
+def _batch_width(lengths: list[int], padding: Padding, max_len: int | None) -> int:
+    """L, the padded length of a batch whose rows have ``lengths``: max_len, the longest row, or the common length."""
+    if padding == "max_length":
+        return max_len
+    if padding == "longest":
+        return max(lengths)
+    if len(set(lengths)) > 1:
+        raise ValueError(f"padding=False needs rows of equal length, got lengths {lengths}; use padding='longest'")
+    return lengths[0]
 
 
 def _as_id_list(ids: Iterable[int] | Tensor) -> list:

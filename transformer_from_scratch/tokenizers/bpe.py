@@ -40,7 +40,7 @@ from typing import Any
 
 import regex
 
-from .base import SpecialTokens, Tokenizer, _as_special_tokens, register_tokenizer
+from .base import SpecialTokens, Tokenizer, _as_special_tokens, _merge_pair, register_tokenizer
 
 __all__ = [
     "GPT2_SPLIT_PATTERN",
@@ -155,21 +155,6 @@ def _adjacent_pairs(word: Sequence[int]) -> list[tuple[int, int]]:
     return list(zip(word, word[1:]))
 
 
-def _merge_word(word: Sequence[int], pair: tuple[int, int], new_id: int) -> list[int]:
-    """Replace every occurrence of ``pair`` in ``word``, scanning left to right (``aaa`` -> ``[aa, a]``)."""
-    a, b = pair
-    merged: list[int] = []
-    i, n = 0, len(word)
-    while i < n:
-        if i + 1 < n and word[i] == a and word[i + 1] == b:
-            merged.append(new_id)
-            i += 2
-        else:
-            merged.append(word[i])
-            i += 1
-    return merged
-
-
 class PairCounts:
     """Pair statistics of a weighted word list, updated in place after each merge.
 
@@ -221,7 +206,7 @@ class PairCounts:
         grown: set[tuple[int, int]] = set()
         for index in where.get(pair, ()).copy():
             old, freq = words[index], freqs[index]
-            new = _merge_word(old, pair, new_id)
+            new = _merge_pair(old, *pair, new_id)
             old_pairs, new_pairs = _adjacent_pairs(old), _adjacent_pairs(new)
             for p in old_pairs:
                 counts[p] -= freq
@@ -490,16 +475,7 @@ class BPETokenizer(Tokenizer):
             if best is None:
                 break
             (a, b), (_, new_id) = best
-            merged: list[int] = []
-            i, n = 0, len(ids)
-            while i < n:
-                if i + 1 < n and ids[i] == a and ids[i + 1] == b:
-                    merged.append(new_id)
-                    i += 2
-                else:
-                    merged.append(ids[i])
-                    i += 1
-            ids = merged
+            ids = _merge_pair(ids, a, b, new_id)
         return ids
 
     def _merge_with_heap(self, ids: list[int]) -> list[int]:

@@ -26,7 +26,7 @@ from .base import (
     register_tokenizer,
     vocab_by_frequency,
 )
-from .normalization import Normalizer
+from .normalization import Normalizer, _check_normalizer, _saved_normalizer
 
 __all__ = ["CharTokenizer"]
 
@@ -46,8 +46,7 @@ class CharTokenizer(Tokenizer):
         parse_special_tokens: bool = True,
     ) -> None:
         super().__init__(vocab, special_tokens, parse_special_tokens=parse_special_tokens)
-        if normalizer is not None and not isinstance(normalizer, Normalizer):
-            raise TypeError(f"normalizer must be a Normalizer or None, got {type(normalizer).__name__}")
+        _check_normalizer(normalizer, optional=True)
         specials = set(self.special_tokens)
         long = [t for t in self._vocab if len(t) != 1 and t not in specials]
         if long:
@@ -70,16 +69,12 @@ class CharTokenizer(Tokenizer):
         e.g. ``read_lines(path)`` to stream a large file. Raises ValueError on an empty corpus.
         """
         specials = _as_special_tokens(special_tokens)
-
-        def chars(text: str) -> str:
-            return normalizer.normalize(text) if normalizer is not None else text
-
-        counts = count_tokens(texts, chars)
+        counts = count_tokens(texts, lambda text: _characters(text, normalizer))
         vocab = vocab_by_frequency(counts, min_freq=min_freq, max_size=max_size, reserved=specials.tokens())
         return cls(vocab, specials, normalizer=normalizer)
 
     def _tokenize(self, text: str) -> list[str]:
-        return list(self.normalizer.normalize(text) if self.normalizer is not None else text)
+        return _characters(text, self.normalizer)
 
     def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
         """Concatenate: characters (and any special tokens) are written back as they are."""
@@ -90,7 +85,10 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def _from_saved(cls, vocab, special_tokens, options, *, parse_special_tokens):
-        options = dict(options)
-        norm = options.pop("normalizer", None)
-        normalizer = None if norm is None else Normalizer.from_dict(norm)
+        normalizer, options = _saved_normalizer(options, default=None)
         return cls(vocab, special_tokens, normalizer=normalizer, parse_special_tokens=parse_special_tokens, **options)
+
+
+def _characters(text: str, normalizer: Normalizer | None) -> list[str]:
+    """The characters of ``text``, normalized first when there is a normalizer."""
+    return list(normalizer.normalize(text) if normalizer is not None else text)

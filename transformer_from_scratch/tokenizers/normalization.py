@@ -331,6 +331,31 @@ class Normalizer:
 BERT_NORMALIZER = Normalizer.bert()  # uncased BERT: the default of the word and WordPiece tokenizers
 
 
+def _check_normalizer(normalizer: Any, *, optional: bool = False) -> None:
+    """Raise a TypeError unless ``normalizer`` is a :class:`Normalizer` (or None, when ``optional``)."""
+    if optional and normalizer is None:
+        return
+    if not isinstance(normalizer, Normalizer):
+        expected = "a Normalizer or None" if optional else "a Normalizer"
+        raise TypeError(f"normalizer must be {expected}, got {type(normalizer).__name__}")
+
+
+def _saved_normalizer(
+    options: Mapping[str, Any], default: Normalizer | None
+) -> tuple[Normalizer | None, dict[str, Any]]:
+    """Split a saved tokenizer's options into its normalizer and the others; an absent one is ``default``.
+
+    A saved None means "no normalizer" only for a tokenizer whose default is None.
+    """
+    rest = dict(options)
+    if "normalizer" not in rest:
+        return default, rest
+    saved = rest.pop("normalizer")
+    if saved is None and default is None:
+        return None, rest
+    return Normalizer.from_dict(saved), rest
+
+
 # ---------------------------------------------------------------------------------------------------
 # Stop words
 # ---------------------------------------------------------------------------------------------------

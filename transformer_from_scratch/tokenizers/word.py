@@ -24,7 +24,7 @@ from .base import (
     register_tokenizer,
     vocab_by_frequency,
 )
-from .normalization import BERT_NORMALIZER, Normalizer, remove_stop_words
+from .normalization import BERT_NORMALIZER, Normalizer, _check_normalizer, _saved_normalizer, remove_stop_words
 
 __all__ = ["WordTokenizer"]
 
@@ -45,8 +45,7 @@ class WordTokenizer(Tokenizer):
         parse_special_tokens: bool = True,
     ) -> None:
         super().__init__(vocab, special_tokens, parse_special_tokens=parse_special_tokens)
-        if not isinstance(normalizer, Normalizer):
-            raise TypeError(f"normalizer must be a Normalizer, got {type(normalizer).__name__}")
+        _check_normalizer(normalizer)
         if self.unk_id is None:
             raise ValueError("a word tokenizer needs an unk special token for out-of-vocabulary words")
         self.normalizer = normalizer
@@ -54,8 +53,7 @@ class WordTokenizer(Tokenizer):
 
     def words(self, text: str) -> list[str]:
         """Text -> words: normalize, split on whitespace and punctuation, drop stop words if asked."""
-        words = self.normalizer.pre_tokenize(text)
-        return remove_stop_words(words) if self.stop_words else words
+        return _words(text, self.normalizer, self.stop_words)
 
     @classmethod
     def train(
@@ -76,12 +74,7 @@ class WordTokenizer(Tokenizer):
         special_tokens = _as_special_tokens(special_tokens)
         if special_tokens.unk is None:
             raise ValueError("a word tokenizer needs an unk special token for out-of-vocabulary words")
-
-        def words(text: str) -> list[str]:
-            found = normalizer.pre_tokenize(text)
-            return remove_stop_words(found) if stop_words else found
-
-        counts = count_tokens(texts, words)
+        counts = count_tokens(texts, lambda text: _words(text, normalizer, stop_words))
         vocab = vocab_by_frequency(counts, min_freq=min_freq, max_size=max_size, reserved=special_tokens.tokens())
         return cls(vocab, special_tokens, normalizer=normalizer, stop_words=stop_words)
 
@@ -98,6 +91,11 @@ class WordTokenizer(Tokenizer):
 
     @classmethod
     def _from_saved(cls, vocab, special_tokens, options, *, parse_special_tokens):
-        options = dict(options)
-        normalizer = Normalizer.from_dict(options.pop("normalizer", Normalizer.bert().to_dict()))
+        normalizer, options = _saved_normalizer(options, default=BERT_NORMALIZER)
         return cls(vocab, special_tokens, normalizer=normalizer, parse_special_tokens=parse_special_tokens, **options)
+
+
+def _words(text: str, normalizer: Normalizer, stop_words: bool) -> list[str]:
+    """Normalize, split on whitespace and punctuation, and drop stop words if ``stop_words``."""
+    words = normalizer.pre_tokenize(text)
+    return remove_stop_words(words) if stop_words else words

@@ -59,8 +59,16 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .base import BERT_SPECIAL_TOKENS, SpecialTokens, Tokenizer, _as_special_tokens, count_tokens, register_tokenizer
-from .normalization import BERT_NORMALIZER, Normalizer
+from .base import (
+    BERT_SPECIAL_TOKENS,
+    SpecialTokens,
+    Tokenizer,
+    _as_special_tokens,
+    _merge_pair,
+    count_tokens,
+    register_tokenizer,
+)
+from .normalization import BERT_NORMALIZER, Normalizer, _check_normalizer, _saved_normalizer
 
 __all__ = ["WordPieceTokenizer", "likelihood_gain", "wordpiece_throughput"]
 
@@ -84,8 +92,7 @@ class WordPieceTokenizer(Tokenizer):
         parse_special_tokens: bool = True,
     ) -> None:
         super().__init__(vocab, special_tokens, parse_special_tokens=parse_special_tokens)
-        if not isinstance(normalizer, Normalizer):
-            raise TypeError(f"normalizer must be a Normalizer, got {type(normalizer).__name__}")
+        _check_normalizer(normalizer)
         if not isinstance(continuing_prefix, str) or not continuing_prefix:
             raise ValueError(f"continuing_prefix must be a non-empty string, got {continuing_prefix!r}")
         if isinstance(max_input_chars_per_word, bool) or not isinstance(max_input_chars_per_word, int):
@@ -197,8 +204,7 @@ class WordPieceTokenizer(Tokenizer):
 
     @classmethod
     def _from_saved(cls, vocab, special_tokens, options, *, parse_special_tokens):
-        options = dict(options)
-        normalizer = Normalizer.from_dict(options.pop("normalizer", Normalizer.bert().to_dict()))
+        normalizer, options = _saved_normalizer(options, default=BERT_NORMALIZER)
         return cls(vocab, special_tokens, normalizer=normalizer, parse_special_tokens=parse_special_tokens, **options)
 
     # --- training ------------------------------------------------------------------------------------
@@ -227,57 +233,22 @@ class WordPieceTokenizer(Tokenizer):
         Raises ValueError for an empty corpus, or when ``vocab_size`` is smaller than the special tokens
         plus the alphabet (the single-character symbols, which every word needs).
         """
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-            raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
-        if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 1:
-            raise ValueError(f"min_frequency must be an integer ≥ 1, got {min_frequency!r}")
-        if criterion not in ("likelihood", "pmi"):
-            raise ValueError(f"criterion must be 'likelihood' or 'pmi', got {criterion!r}")
+        _check_train_options(vocab_size, min_frequency, criterion)
         specials = _as_special_tokens(special_tokens)
-        word_counts = count_tokens(texts, normalizer.pre_tokenize)
-        # Words too long to encode become [UNK] at encoding time; they teach nothing.
-        word_counts = Counter({w: c for w, c in word_counts.items() if len(w) <= max_input_chars_per_word})
-        if not word_counts:
-            raise ValueError(f"the corpus has no word of at most max_input_chars_per_word={max_input_chars_per_word}")
-
-        words = [[w[0], *(continuing_prefix + ch for ch in w[1:])] for w in word_counts]
-        freqs = list(word_counts.values())
-        alphabet = sorted({s for symbols in words for s in symbols})
-        vocab = specials.tokens() + [s for s in alphabet if s not in set(specials.tokens())]
-        if vocab_size < len(vocab):
-            raise ValueError(
-                f"vocab_size={vocab_size} is smaller than the {len(specials.tokens())} special tokens plus the "
-                f"{len(alphabet)} symbols of the alphabet ({len(vocab)}); raise vocab_size to at least {len(vocab)}"
-            )
+        word_counts = _trainable_word_counts(texts, normalizer, max_input_chars_per_word)
+        words = [[w[0], *(continuing_prefix + ch for ch in w[1:])] for w in word_counts]  # "hug" -> h ##u ##g
+        vocab = _initial_vocab(words, specials, vocab_size)
         in_vocab = set(vocab)
-
-        symbol_counts: Counter[str] = Counter()
-        pair_counts: Counter[tuple[str, str]] = Counter()
-        where: dict[tuple[str, str], set[int]] = {}  # pair -> indices of the words containing it
-        for i, (symbols, f) in enumerate(zip(words, freqs)):
-            _add_word(i, symbols, f, symbol_counts, pair_counts, where)
-
+        counts = _MergeCounts(words, list(word_counts.values()))
         while len(vocab) < vocab_size:
-            best = _best_pair(pair_counts, symbol_counts, min_frequency, criterion)
+            best = _best_pair(counts.pairs, counts.symbols, min_frequency, criterion)
             if best is None:
                 break
-            a, b = best
-            merged = a + b[len(continuing_prefix) :]
-            touched: set[tuple[str, str]] = set()
-            for i in sorted(where.pop(best, ())):
-                symbols, f = words[i], freqs[i]
-                touched.update(zip(symbols, symbols[1:]))
-                _add_word(i, symbols, -f, symbol_counts, pair_counts, where)
-                words[i] = symbols = _merge(symbols, a, b, merged)
-                _add_word(i, symbols, f, symbol_counts, pair_counts, where)
-            for key in touched:  # pairs that no longer occur anywhere
-                if pair_counts[key] <= 0:
-                    del pair_counts[key]
-                    where.pop(key, None)
+            merged = best[0] + best[1][len(continuing_prefix) :]  # "##u" + "##g" -> "##ug"
+            counts.merge(best, merged)
             if merged not in in_vocab:
                 in_vocab.add(merged)
                 vocab.append(merged)
-
         return cls(
             vocab,
             specials,
@@ -285,6 +256,65 @@ class WordPieceTokenizer(Tokenizer):
             continuing_prefix=continuing_prefix,
             max_input_chars_per_word=max_input_chars_per_word,
         )
+
+
+def _check_train_options(vocab_size: int, min_frequency: int, criterion: str) -> None:
+    """Raise naming the first bad option of :meth:`WordPieceTokenizer.train`."""
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
+    if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 1:
+        raise ValueError(f"min_frequency must be an integer ≥ 1, got {min_frequency!r}")
+    if criterion not in ("likelihood", "pmi"):
+        raise ValueError(f"criterion must be 'likelihood' or 'pmi', got {criterion!r}")
+
+
+def _trainable_word_counts(texts: Iterable[str], normalizer: Normalizer, max_chars: int) -> Counter[str]:
+    """Word -> count over the corpus, without the words longer than ``max_chars`` characters."""
+    word_counts = count_tokens(texts, normalizer.pre_tokenize)
+    # Words too long to encode become [UNK] at encoding time; they teach nothing.
+    word_counts = Counter({w: c for w, c in word_counts.items() if len(w) <= max_chars})
+    if not word_counts:
+        raise ValueError(f"the corpus has no word of at most max_input_chars_per_word={max_chars}")
+    return word_counts
+
+
+def _initial_vocab(words: list[list[str]], specials: SpecialTokens, vocab_size: int) -> list[str]:
+    """The special tokens, then the alphabet (every symbol of the spelled words, sorted); raises if > vocab_size."""
+    alphabet = sorted({s for symbols in words for s in symbols})
+    vocab = specials.tokens() + [s for s in alphabet if s not in set(specials.tokens())]
+    if vocab_size < len(vocab):
+        raise ValueError(
+            f"vocab_size={vocab_size} is smaller than the {len(specials.tokens())} special tokens plus the "
+            f"{len(alphabet)} symbols of the alphabet ({len(vocab)}); raise vocab_size to at least {len(vocab)}"
+        )
+    return vocab
+
+
+class _MergeCounts:
+    """Symbol and adjacent-pair counts of the spelled words (each weighted by its word's frequency), with the
+    words holding each pair — kept up to date as :meth:`merge` rewrites the words in place."""
+
+    def __init__(self, words: list[list[str]], freqs: list[int]) -> None:
+        self.words, self.freqs = words, freqs
+        self.symbols: Counter[str] = Counter()
+        self.pairs: Counter[tuple[str, str]] = Counter()
+        self.where: dict[tuple[str, str], set[int]] = {}  # pair -> indices of the words containing it
+        for i, (symbols, f) in enumerate(zip(words, freqs)):
+            _add_word(i, symbols, f, self.symbols, self.pairs, self.where)
+
+    def merge(self, pair: tuple[str, str], merged: str) -> None:
+        """Replace every adjacent ``pair`` by the symbol ``merged`` in every word, updating the counts."""
+        touched: set[tuple[str, str]] = set()
+        for i in sorted(self.where.pop(pair, ())):
+            symbols, f = self.words[i], self.freqs[i]
+            touched.update(zip(symbols, symbols[1:]))
+            _add_word(i, symbols, -f, self.symbols, self.pairs, self.where)
+            self.words[i] = symbols = _merge_pair(symbols, *pair, merged)
+            _add_word(i, symbols, f, self.symbols, self.pairs, self.where)
+        for key in touched:  # pairs that no longer occur anywhere
+            if self.pairs[key] <= 0:
+                del self.pairs[key]
+                self.where.pop(key, None)
 
 
 def _add_word(i, symbols, f, symbol_counts, pair_counts, where) -> None:
@@ -295,18 +325,6 @@ def _add_word(i, symbols, f, symbol_counts, pair_counts, where) -> None:
         pair_counts[pair] += f
         if f > 0:
             where.setdefault(pair, set()).add(i)
-
-
-def _merge(symbols: list[str], a: str, b: str, merged: str) -> list[str]:
-    out, j = [], 0
-    while j < len(symbols):
-        if j + 1 < len(symbols) and symbols[j] == a and symbols[j + 1] == b:
-            out.append(merged)
-            j += 2
-        else:
-            out.append(symbols[j])
-            j += 1
-    return out
 
 
 def _xlogx(x: float) -> float:
