@@ -5,14 +5,16 @@
     python bench/attention.py --threads 1 --repeats 25
 
 Candidates, all float32, training mode, dropout 0, self-attention on the same input and the same weights:
-  ours              MultiHeadAttention (hand-written path: materialises the (B, H, T, T) weights)
-  ours fused        MultiHeadAttention(fused=True) -> torch.nn.functional.scaled_dot_product_attention
-  torch weights     nn.MultiheadAttention(batch_first=True), need_weights=True (its default; it also
+  plain             MultiHeadAttention(impl="plain"), the textbook formula left to autograd (the default)
+  kernels           MultiHeadAttention(impl="kernels"): one autograd node, backward written out (kernels.py)
+  torch             MultiHeadAttention(impl="torch") -> torch.nn.functional.scaled_dot_product_attention
+  mha weights       nn.MultiheadAttention(batch_first=True), need_weights=True (its default; it also
                     materialises and returns the head-averaged weights)
-  torch no-weights  nn.MultiheadAttention(batch_first=True), need_weights=False (fused SDPA kernel)
+  mha no-weights    nn.MultiheadAttention(batch_first=True), need_weights=False (fused SDPA kernel)
 Each timed call runs forward, backward with a fixed output gradient, and clears the parameter gradients.
 Candidates are timed in alternation (bench._timing.interleaved_medians); the table reports medians and
-ratios ours / built-in (< 1 means ours is faster).
+each of our three implementations / nn.MultiheadAttention(need_weights=False), the leanest built-in (< 1 means
+ours is faster).
 """
 
 from __future__ import annotations
@@ -55,46 +57,40 @@ def step(module: nn.Module, forward, x: torch.Tensor, grad_out: torch.Tensor):
     return run
 
 
+IMPLS = ("plain", "kernels", "torch")
+
+
 def bench_length(t: int, *, repeats: int, warmup: int) -> dict[str, object]:
     gen = torch.Generator().manual_seed(t)
-    ours = MultiHeadAttention(D_MODEL, N_HEADS).train()
-    fused = MultiHeadAttention(D_MODEL, N_HEADS, fused=True).train()
-    fused.load_state_dict(ours.state_dict())
-    builtin = torch_twin(ours).train()
+    ours = {impl: MultiHeadAttention(D_MODEL, N_HEADS, impl=impl).train() for impl in IMPLS}
+    for module in ours.values():
+        module.load_state_dict(ours["plain"].state_dict())
+    builtin = torch_twin(ours["plain"]).train()
     x = torch.randn(B, t, D_MODEL, generator=gen).requires_grad_(True)  # (B, T, D)
     grad_out = torch.randn(B, t, D_MODEL, generator=gen)
 
-    # The four candidates compute the same function: check before timing.
+    # The candidates compute the same function: check before timing.
     with torch.no_grad():
-        reference = ours(x)
+        reference = ours["plain"](x)
         for name, y in (
-            ("ours fused", fused(x)),
-            ("torch weights", builtin(x, x, x, need_weights=True)[0]),
-            ("torch no-weights", builtin(x, x, x, need_weights=False)[0]),
+            ("kernels", ours["kernels"](x)),
+            ("torch", ours["torch"](x)),
+            ("mha weights", builtin(x, x, x, need_weights=True)[0]),
+            ("mha no-weights", builtin(x, x, x, need_weights=False)[0]),
         ):
             err = (y - reference).abs().max().item()
             if err > 1e-4:
-                raise AssertionError(f"T={t}: {name} differs from ours by {err:.2e}")
+                raise AssertionError(f"T={t}: {name} differs from plain by {err:.2e}")
 
-    candidates = {
-        "ours": step(ours, lambda x: ours(x), x, grad_out),
-        "ours fused": step(fused, lambda x: fused(x), x, grad_out),
-        "torch weights": step(builtin, lambda x: builtin(x, x, x, need_weights=True)[0], x, grad_out),
-        "torch no-weights": step(builtin, lambda x: builtin(x, x, x, need_weights=False)[0], x, grad_out),
-    }
-    med = interleaved_medians(candidates, repeats=repeats, warmup=warmup)
-    ms = {name: 1e3 * s for name, s in med.items()}
-    return {
-        "T": t,
-        "ours ms": f"{ms['ours']:.2f}",
-        "ours fused ms": f"{ms['ours fused']:.2f}",
-        "torch weights ms": f"{ms['torch weights']:.2f}",
-        "torch no-weights ms": f"{ms['torch no-weights']:.2f}",
-        "ours / torch weights": f"{ms['ours'] / ms['torch weights']:.2f}",
-        "ours / torch no-weights": f"{ms['ours'] / ms['torch no-weights']:.2f}",
-        "fused / torch weights": f"{ms['ours fused'] / ms['torch weights']:.2f}",
-        "fused / torch no-weights": f"{ms['ours fused'] / ms['torch no-weights']:.2f}",
-    }
+    candidates = {impl: step(m, m, x, grad_out) for impl, m in ours.items()}
+    candidates["mha weights"] = step(builtin, lambda x: builtin(x, x, x, need_weights=True)[0], x, grad_out)
+    candidates["mha no-weights"] = step(builtin, lambda x: builtin(x, x, x, need_weights=False)[0], x, grad_out)
+    ms = {name: 1e3 * s for name, s in interleaved_medians(candidates, repeats=repeats, warmup=warmup).items()}
+    row: dict[str, object] = {"T": t}
+    row.update({f"{name} ms": f"{v:.2f}" for name, v in ms.items()})
+    row.update({f"{impl} / mha no-weights": f"{ms[impl] / ms['mha no-weights']:.2f}" for impl in IMPLS})
+    row["plain / mha weights"] = f"{ms['plain'] / ms['mha weights']:.2f}"
+    return row
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,9 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows, list(rows[0]))
     print()
     print(
-        "torch weights = nn.MultiheadAttention(need_weights=True), its default: materialises the weights as "
-        "ours does. torch no-weights = need_weights=False: dispatches to the fused SDPA kernel. "
-        "Ratios < 1: ours is faster."
+        "plain / kernels / torch = our MultiHeadAttention with impl=...; mha weights = nn.MultiheadAttention("
+        "need_weights=True), its default: materialises the weights as plain and kernels do; mha no-weights = "
+        "need_weights=False: dispatches to the fused SDPA kernel. Ratios < 1: ours is faster."
     )
 
 

@@ -6,18 +6,20 @@
     python bench/blocks.py --threads 1 --repeats 60   # one intra-op thread, more repeats on a busy machine
 
 Candidates, all float32, training mode (dropout active when p > 0), post-LN, ReLU, same weights:
-  ours          EncoderBlock, hand-written attention (materialises the (B, H, T, T) weights)
-  ours fused    EncoderBlock(fused=True): attention by torch.nn.functional.scaled_dot_product_attention
+  plain         EncoderBlock(BlockConfig(..., impl="plain")): the textbook functions, autograd's backward
+  kernels       impl="kernels": attention, LayerNorm and ReLU with hand-written backward passes (kernels.py)
+  torch impl    impl="torch": F.scaled_dot_product_attention, F.layer_norm, F.relu (fused.py)
   torch         nn.TransformerEncoderLayer(batch_first=True) (its attention calls the fused kernel)
 With dropout p, every candidate drops at the same four places: attention weights, feed-forward hidden
 units, and both residual branches. Each timed call runs forward, backward with a fixed output gradient and
 clears the gradients. Candidates are timed in alternation (bench._timing.interleaved_medians); the table
-reports medians and ratios candidate / torch (< 1 means faster than PyTorch).
+reports medians and ratios candidate / torch (< 1 means faster than PyTorch's layer).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -29,20 +31,23 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable from t
 
 from bench._timing import interleaved_medians, print_table  # noqa: E402
 from transformer_from_scratch.blocks import EncoderBlock  # noqa: E402
+from transformer_from_scratch.config import BlockConfig  # noqa: E402
 from transformer_from_scratch.interop.torch_nn import to_torch_encoder_layer  # noqa: E402
 
 D_MODEL, N_HEADS, D_FF = 128, 4, 512
 SHAPES = ((12, 64), (32, 128))  # (B, T)
 
 
+IMPLS = {"plain": "plain", "kernels": "kernels", "torch impl": "torch"}  # column name -> impl
+
+
 def make_candidates(dropout: float) -> dict[str, nn.Module]:
-    ours = EncoderBlock(D_MODEL, N_HEADS, D_FF, dropout=dropout, attention_dropout=dropout, activation_dropout=dropout)
-    fused = EncoderBlock(
-        D_MODEL, N_HEADS, D_FF, dropout=dropout, attention_dropout=dropout, activation_dropout=dropout, fused=True
-    )
-    fused.load_state_dict(ours.state_dict())
-    builtin = to_torch_encoder_layer(ours)  # same weights, same dropout probabilities, batch_first=True
-    return {"ours": ours.train(), "ours fused": fused.train(), "torch": builtin.train()}
+    config = BlockConfig(D_MODEL, N_HEADS, D_FF, dropout=dropout, attention_dropout=dropout, activation_dropout=dropout)
+    ours = {name: EncoderBlock(dataclasses.replace(config, impl=impl)) for name, impl in IMPLS.items()}
+    for block in ours.values():
+        block.load_state_dict(ours["plain"].state_dict())
+    builtin = to_torch_encoder_layer(ours["plain"])  # same weights, same dropout probabilities, batch_first=True
+    return {**{name: block.train() for name, block in ours.items()}, "torch": builtin.train()}
 
 
 def step(module: nn.Module, x: torch.Tensor, grad_out: torch.Tensor):
@@ -77,26 +82,21 @@ def bench_case(batch: int, t: int, dropout: float, *, repeats: int, warmup: int)
         {name: step(m, x, grad_out) for name, m in modules.items()}, repeats=repeats, warmup=warmup
     )
     base = medians["torch"]
-    return {
-        "B×T": f"{batch}×{t}",
-        "dropout": dropout,
-        "ours ms": f"{1e3 * medians['ours']:.2f}",
-        "ours fused ms": f"{1e3 * medians['ours fused']:.2f}",
-        "torch ms": f"{1e3 * base:.2f}",
-        "ours / torch": f"{medians['ours'] / base:.2f}",
-        "fused / torch": f"{medians['ours fused'] / base:.2f}",
-    }
+    row: dict[str, object] = {"B×T": f"{batch}×{t}", "dropout": dropout}
+    row.update({f"{name} ms": f"{1e3 * m:.2f}" for name, m in medians.items()})
+    row.update({f"{name} / torch": f"{medians[name] / base:.2f}" for name in IMPLS})
+    return row
 
 
 def profile(batch: int, t: int, dropout: float, rows: int = 18) -> None:
-    """Where the time goes: the top operators of ours and of PyTorch, forward + backward."""
+    """Where the time goes: the top operators of our three implementations and of PyTorch, forward + backward."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     modules = make_candidates(dropout)
     x = torch.randn(batch, t, D_MODEL).requires_grad_(True)
     grad_out = torch.randn(batch, t, D_MODEL)
-    for name in ("ours", "torch"):
+    for name in (*IMPLS, "torch"):
         run = step(modules[name], x, grad_out)
         for _ in range(3):
             run()

@@ -7,21 +7,20 @@
 All models: V = 512 tokens, learned positions, pre-LN blocks (norm_first=True), F = 4·D, a final LayerNorm, an LM
 head tied to the token embedding, dropout 0, float32, training mode. Two activations, each against its own twin:
   GPT-2's GELU (tanh approximation, ``gelu_new``) — the default of GPTConfig:
-    ours        models.GPT with the hand-written attention path (fused=False, the default), which materialises the
-                (B, H, T, T) weights
-    ours fused  the same model with GPTConfig(fused=True) -> torch.nn.functional.scaled_dot_product_attention
+    plain       models.GPT with impl="plain" (the default): the textbook functions, autograd's backward passes
+    kernels     impl="kernels": attention, LayerNorm, GELU and the loss with hand-written backward passes
+    torch impl  impl="torch": F.scaled_dot_product_attention, F.layer_norm, F.gelu, F.cross_entropy
     torch       nn.Embedding ×2 + nn.TransformerEncoder(nn.TransformerEncoderLayer(norm_first=True,
                 activation=F.gelu(·, approximate="tanh"), batch_first=True), final LayerNorm) with a causal mask +
                 the tied head
-  the exact (erf) GELU of BERT and of nn.TransformerEncoderLayer(activation="gelu"):
-    ours, exact GELU   / torch, exact GELU   the same pair with GPTConfig(activation="gelu") / activation="gelu"
-The twins receive our weights, and each pair is checked to give the same logits before anything is timed.
+  the exact (erf) GELU of BERT and of nn.TransformerEncoderLayer(activation="gelu"): the same four, "…, exact GELU".
+The twins receive our weights, and each is checked to give the same logits before anything is timed.
 
 One timed step = zero_grad, forward, cross-entropy against random next tokens, backward and
 ``torch.optim.AdamW.step()`` — the same PyTorch optimizer for every model (its default implementation, which on CPU
 updates one tensor at a time; lr 1e-3, weight decay 0.01 on every parameter), so only the model differs. Steps are
 timed in alternation (bench._timing.interleaved_medians); tokens/s = B·T / median step time; the ratio is ours /
-torch in tokens/s (> 1: ours trains faster), each model against the twin with its activation.
+torch in tokens/s (> 1: ours trains faster), each of our three implementations against the twin with its activation.
 
 Peak memory, two measurements per model, each in a fresh subprocess so the models cannot share a high-water mark:
   saved for backward  the bytes of the distinct tensor storages autograd keeps from one forward pass
@@ -53,15 +52,16 @@ from transformer_from_scratch.interop.torch_nn import encoder_layer_from_ours  #
 from transformer_from_scratch.models.gpt import GPT  # noqa: E402
 
 N_LAYERS, N_HEADS, D_MODEL, CONTEXT, BATCH, VOCAB = 4, 4, 128, 64, 12, 512
-MODELS = ("ours", "ours fused", "torch", "ours, exact GELU", "torch, exact GELU")
-TWIN = {"ours": "torch", "ours fused": "torch", "ours, exact GELU": "torch, exact GELU"}  # model -> its baseline
+IMPLS = {"plain": "plain", "kernels": "kernels", "torch impl": "torch"}  # model name -> GPTConfig.impl
+MODELS = (*IMPLS, "torch", *(f"{name}, exact GELU" for name in IMPLS), "torch, exact GELU")
+TWIN = {name: "torch" for name in IMPLS} | {f"{name}, exact GELU": "torch, exact GELU" for name in IMPLS}  # -> baseline
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")  # PyTorch's fused kernel for GPT-2's gelu_new
 
 
-def gpt_config(*, fused: bool = False, exact_gelu: bool = False) -> GPTConfig:
+def gpt_config(*, impl: str = "plain", exact_gelu: bool = False) -> GPTConfig:
     return GPTConfig(
         vocab_size=VOCAB,
         d_model=D_MODEL,
@@ -73,7 +73,7 @@ def gpt_config(*, fused: bool = False, exact_gelu: bool = False) -> GPTConfig:
         embedding_dropout=0.0,
         attention_dropout=0.0,
         activation="gelu" if exact_gelu else "gelu_tanh",
-        fused=fused,
+        impl=impl,
     )
 
 
@@ -124,12 +124,13 @@ def build(name: str) -> nn.Module:
     exact = name.endswith("exact GELU")
     torch.manual_seed(0)
     ours = GPT(gpt_config(exact_gelu=exact))
-    if name.startswith("torch"):
+    base = name.removesuffix(", exact GELU")
+    if base == "torch":
         return baseline_from_ours(ours).train()
-    if name == "ours fused":
-        fused = GPT(gpt_config(fused=True))
-        fused.load_state_dict(ours.state_dict())
-        return fused.train()
+    if IMPLS[base] != "plain":
+        other = GPT(gpt_config(impl=IMPLS[base], exact_gelu=exact))
+        other.load_state_dict(ours.state_dict())
+        return other.train()
     return ours.train()
 
 
@@ -275,10 +276,12 @@ def main(argv: list[str] | None = None) -> None:
     print()
     ratio = {name: med[twin] / med[name] for name, twin in TWIN.items()}
     print(
-        f"GPT-2's GELU (our GPT's default): ours / torch = {ratio['ours']:.2f}x in tokens/s (hand-written attention; "
-        f"target ≥ 1.0), ours fused / torch = {ratio['ours fused']:.2f}x. Exact GELU: ours / torch = "
-        f"{ratio['ours, exact GELU']:.2f}x. Memory: autograd's saved tensors (exact) and the peak resident-set "
-        "increase over 5 steps, each model in its own subprocess."
+        "ours / torch in tokens/s — GPT-2's GELU (GPTConfig's default): "
+        + ", ".join(f"{name} {ratio[name]:.2f}x" for name in IMPLS)
+        + "; exact GELU: "
+        + ", ".join(f"{name} {ratio[f'{name}, exact GELU']:.2f}x" for name in IMPLS)
+        + ". Memory: autograd's saved tensors (exact) and the peak resident-set increase over 5 steps, each model in "
+        "its own subprocess."
     )
 
 

@@ -159,12 +159,22 @@ class TokenEmbedding(nn.Module):
             embeddings, which share their matrix with the output projection, are not drowned by the
             positional encodings. BERT and GPT-2 do not scale.
         padding_idx: a row initialised to zero that receives no gradient (as in ``nn.Embedding``).
+        check_ids: check that every id lies in [0, vocab_size) on each call. A model turns it off for the
+            embeddings it owns: it checks its inputs once, on entry, and names them (``input_ids``, ``src_ids``).
 
     ``weight`` starts as N(0, 1/D): with ``scale=True`` the scaled embeddings then have unit variance per
     entry, like the sinusoidal encodings they are added to.
     """
 
-    def __init__(self, vocab_size: int, d_model: int, *, scale: bool = False, padding_idx: int | None = None):
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        *,
+        scale: bool = False,
+        padding_idx: int | None = None,
+        check_ids: bool = True,
+    ):
         super().__init__()
         _check_positive_int("vocab_size", vocab_size)
         _check_positive_int("d_model", d_model)
@@ -173,6 +183,7 @@ class TokenEmbedding(nn.Module):
         ):
             raise ValueError(f"padding_idx must be None or an int in [0, {vocab_size}), got {padding_idx!r}")
         self.vocab_size, self.d_model, self.scale, self.padding_idx = vocab_size, d_model, bool(scale), padding_idx
+        self.check_ids = bool(check_ids)
         self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
         self.reset_parameters()
 
@@ -187,13 +198,10 @@ class TokenEmbedding(nn.Module):
         return f"vocab_size={self.vocab_size}, d_model={self.d_model}, scale={self.scale}{pad}"
 
     def forward(self, ids: Tensor) -> Tensor:
-        """ids (…) integer -> embeddings (…, D), e.g. (B, T) -> (B, T, D). The ids are checked first."""
-        check_integer_tensor(ids, "ids", what="(…)")
-        check_token_ids(ids, self.vocab_size, "ids")
-        return self.lookup(ids)
-
-    def lookup(self, ids: Tensor) -> Tensor:
-        """:meth:`forward` without the check of the ids — for models, which check their inputs once, on entry."""
+        """ids (…) integer -> embeddings (…, D), e.g. (B, T) -> (B, T, D)."""
+        if self.check_ids:
+            check_integer_tensor(ids, "ids", what="(…)")
+            check_token_ids(ids, self.vocab_size, "ids")
         # F.embedding is the row lookup weight[ids]; it also keeps the gradient of the padding row at zero.
         out = F.embedding(ids, self.weight, padding_idx=self.padding_idx)  # (…) -> (…, D)
         return out * math.sqrt(self.d_model) if self.scale else out

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ._validation import check_all
+
 __all__ = [
     "causal_mask",
     "padding_mask",
@@ -184,9 +186,11 @@ def from_hf_attention_mask(attention_mask: Tensor) -> Tensor:
     """Hugging Face ``attention_mask`` (B, S) of 1 (keep) / 0 (pad) -> ``allowed`` (B, 1, 1, S)."""
     if attention_mask.dim() != 2:
         raise ValueError(f"attention_mask must have shape (B, S), got {tuple(attention_mask.shape)}")
-    values = torch.unique(attention_mask)
-    if not bool(((values == 0) | (values == 1)).all()):
-        raise ValueError(f"attention_mask must contain only 0 and 1, got values {values.tolist()}")
+    check_all(
+        (attention_mask == 0) | (attention_mask == 1),
+        lambda: f"attention_mask must contain only 0 and 1, got values {torch.unique(attention_mask).tolist()}",
+        "attention_mask must contain only 0 and 1",
+    )
     return key_padding(attention_mask.bool())
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as tf
+from ._validation import check_all, is_compiling
 
 __all__ = [
     "sinusoidal_table",
@@ -44,8 +45,11 @@ def _check_positions(positions: Tensor, length: int, batch: int, name: str = "po
     shape = tuple(positions.shape)
     if positions.dim() not in (1, 2) or shape[-1] != length or (positions.dim() == 2 and shape[0] not in (1, batch)):
         raise ValueError(f"{name} must have shape (T,), (1, T) or (B, T) with B={batch}, T={length}; got {shape}")
-    if positions.numel() and int(positions.min()) < 0:
-        raise ValueError(f"{name} must be non-negative, got a position of {int(positions.min())}")
+    check_all(
+        positions >= 0,
+        lambda: f"{name} must be non-negative, got a position of {int(positions.min())}",
+        f"{name} must be non-negative",
+    )
 
 
 def _check_sequence(x: Tensor, d_model: int) -> None:
@@ -65,10 +69,11 @@ def _lookup(table: Tensor, x: Tensor, positions: Tensor | None, max_len: int) ->
             raise ValueError(f"sequence length {length} exceeds max_len={max_len}")
         return table[:length]  # (T, D)
     _check_positions(positions, length, batch)
-    if positions.numel() and int(positions.max()) >= max_len:
-        raise ValueError(
-            f"position {int(positions.max())} exceeds max_len={max_len} (valid positions are 0 … {max_len - 1})"
-        )
+    check_all(
+        positions < max_len,
+        lambda: f"position {int(positions.max())} exceeds max_len={max_len} (valid positions are 0 … {max_len - 1})",
+        f"a position exceeds max_len={max_len}",
+    )
     return table[positions.to(table.device)]  # (T,) -> (T, D); (1|B, T) -> (1|B, T, D)
 
 
@@ -212,7 +217,13 @@ class RotaryEmbedding(nn.Module):
         return self.cos_cached, self.sin_cached
 
     def cos_sin(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """positions (…) integer -> (cos, sin), each (…, Dh/2) float64, read from the caches."""
+        """positions (…) integer -> (cos, sin), each (…, Dh/2) float64, read from the caches.
+
+        Sizing the caches needs the largest position, which an accelerator (or ``torch.compile``) could only hand
+        over by stopping the host; there the same float64 angles are computed for the given positions instead.
+        """
+        if positions.device.type != "cpu" or is_compiling():
+            return tf.rope_angles(positions.to(self.cos_cached.device), self.d_head, self.theta)  # 2 × (…, Dh/2)
         needed = int(positions.max()) + 1 if positions.numel() else 0
         cos, sin = self._caches(needed)
         positions = positions.to(cos.device)

@@ -84,15 +84,15 @@ class BertEmbeddings(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         c = config
-        self.token = TokenEmbedding(c.vocab_size, c.d_model)
+        self.token = TokenEmbedding(c.vocab_size, c.d_model, check_ids=False)  # checked on entry
         self.position = LearnedPositionalEmbedding(c.max_len, c.d_model)
-        self.segment = TokenEmbedding(c.type_vocab_size, c.d_model)
+        self.segment = TokenEmbedding(c.type_vocab_size, c.d_model, check_ids=False)
         self.norm = LayerNorm(c.d_model, eps=c.layer_norm_eps, impl=c.impl)
         self.dropout = nn.Dropout(c.dropout)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
         """Ids already checked by :class:`BertModel` (range included)."""
-        x = self.token.lookup(input_ids) + self.segment.lookup(token_type_ids)  # (B,T,D) + (B,T,D)
+        x = self.token(input_ids) + self.segment(token_type_ids)  # (B,T,D) + (B,T,D)
         x = self.position(x)  # + P[0 … T-1]: (B,T,D) + (T,D)
         return self.dropout(self.norm(x))
 

@@ -136,7 +136,7 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
         self.config = c = config
-        self.token = TokenEmbedding(c.vocab_size, c.d_model)
+        self.token = TokenEmbedding(c.vocab_size, c.d_model, check_ids=False)  # checked on entry
         if c.positional == "learned":
             self.position = LearnedPositionalEmbedding(c.max_len, c.d_model)
             self.rotary = None
@@ -249,7 +249,7 @@ class GPT(nn.Module):
 
     def _embed(self, input_ids: Tensor, positions: Tensor) -> Tensor:
         """Token embeddings (+ learned positions), then dropout: (B, T) -> (B, T, D)."""
-        x = self.token.lookup(input_ids)  # (B, T) -> (B, T, D); the ids were checked on entry
+        x = self.token(input_ids)  # (B, T) -> (B, T, D)
         if self.position is not None:
             x = self.position(x, positions)  # + P[positions]: (B,T,D) + (T,D) or (1|B,T,D)
         return self.dropout(x)

@@ -74,11 +74,11 @@ class EncoderDecoder(nn.Module):
             raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
         self.config = config
         c = config
-        self.src_embed = TokenEmbedding(c.src_vocab_size, c.d_model, scale=c.scale_embeddings)
+        self.src_embed = TokenEmbedding(c.src_vocab_size, c.d_model, scale=c.scale_embeddings, check_ids=False)
         if c.tie_embeddings:
             self.tgt_embed = self.src_embed  # §3.4: "the same weight matrix between the two embedding layers"
         else:
-            self.tgt_embed = TokenEmbedding(c.tgt_vocab_size, c.d_model, scale=c.scale_embeddings)
+            self.tgt_embed = TokenEmbedding(c.tgt_vocab_size, c.d_model, scale=c.scale_embeddings, check_ids=False)
         self.src_positional = self._make_positional(c)
         self.tgt_positional = self._make_positional(c)
         self.dropout = nn.Dropout(c.dropout)  # on the sums of embeddings and positional encodings (§5.4)
@@ -151,7 +151,7 @@ class EncoderDecoder(nn.Module):
     def _encode(self, src_ids: Tensor, src_valid: Tensor | None, return_attention: bool) -> StackOutput:
         """The encoder on checked ids: src_ids (B, S) -> memory (B, S, D) in ``last_hidden_state``."""
         allowed = None if src_valid is None else masks.key_padding(src_valid)  # (B,1,1,S)
-        x = self.dropout(self.src_positional(self.src_embed.lookup(src_ids)))  # (B,S) -> (B,S,D)
+        x = self.dropout(self.src_positional(self.src_embed(src_ids)))  # (B,S) -> (B,S,D)
         return self.encoder(x, allowed=allowed, return_attention=return_attention)
 
     def encode(
@@ -167,7 +167,7 @@ class EncoderDecoder(nn.Module):
         causal = masks.causal_mask(tgt_ids.shape[1], device=tgt_ids.device)  # (T,T): position i sees j ≤ i
         self_allowed = masks.combine(causal, None if tgt_valid is None else masks.key_padding(tgt_valid))
         cross_allowed = None if src_valid is None else masks.key_padding(src_valid)  # (B,1,1,S)
-        y = self.dropout(self.tgt_positional(self.tgt_embed.lookup(tgt_ids)))  # (B,T) -> (B,T,D)
+        y = self.dropout(self.tgt_positional(self.tgt_embed(tgt_ids)))  # (B,T) -> (B,T,D)
         out = self.decoder(
             y, memory, self_allowed=self_allowed, cross_allowed=cross_allowed, return_attention=return_attention
         )
