@@ -167,9 +167,7 @@ def scaled_dot_product_attention(
     check_bias(bias, scores_shape)
     impl = resolve_impl(impl)
     if impl != "plain":
-        return _MODULES[impl].scaled_dot_product_attention(
-            q, k, v, allowed=allowed, bias=bias, dropout_p=dropout_p, generator=generator, return_weights=return_weights
-        )
+        return _MODULES[impl].scaled_dot_product_attention(q, k, v, allowed, bias, dropout_p, generator, return_weights)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (…,T,Dh)·(…,Dh,S) -> (…,T,S)
     if bias is not None:
         scores = scores + bias

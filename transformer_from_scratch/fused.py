@@ -48,19 +48,10 @@ def masked_softmax(scores: Tensor, allowed: Tensor | None = None, dim: int = -1)
     return weights.masked_fill(empty, 0.0)
 
 
-def scaled_dot_product_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    allowed: Tensor | None = None,
-    bias: Tensor | None = None,
-    dropout_p: float = 0.0,
-    generator: torch.Generator | None = None,
-    return_weights: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
+def scaled_dot_product_attention(q, k, v, allowed, bias, dropout_p, generator, return_weights):
     """``F.scaled_dot_product_attention`` with the package's mask polarity and zero rows where nothing is allowed.
 
+    The arguments are those of ``functional.scaled_dot_product_attention``, checked there.
     The fused kernel never forms the weights, so with ``return_weights=True`` they are computed from the same
     built-ins unfused: ``torch.matmul``, :func:`masked_softmax`, ``torch.matmul``. The fused kernel draws its
     dropout from PyTorch's global generator, so a ``generator`` cannot be honoured and is refused.

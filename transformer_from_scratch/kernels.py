@@ -208,18 +208,8 @@ class _Attention(torch.autograd.Function):
         return grad_q, grad_k, grad_v, None, grad_bias, None, None, None
 
 
-def scaled_dot_product_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    allowed: Tensor | None = None,
-    bias: Tensor | None = None,
-    dropout_p: float = 0.0,
-    generator: torch.Generator | None = None,
-    return_weights: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
-    """:class:`_Attention` (inputs already checked by ``functional.scaled_dot_product_attention``).
+def scaled_dot_product_attention(q, k, v, allowed, bias, dropout_p, generator, return_weights):
+    """:class:`_Attention` — the arguments of ``functional.scaled_dot_product_attention``, checked there.
 
     q, k, v whose leading dimensions only broadcast (e.g. one key/value head shared by all heads) are expanded
     first; autograd sums their gradients back.

@@ -47,7 +47,22 @@ def _check_impl(impl) -> None:
         raise ValueError(f"impl must be one of {tf.IMPLS}, got {impl!r}")
 
 
-class LayerNorm(nn.Module):
+class _Norm(nn.Module):
+    """What both norms share: the width D, ε, the implementation and a ``weight`` of ones (D,)."""
+
+    def __init__(self, d_model: int, eps: float, impl: str):
+        super().__init__()
+        _check_positive_int("d_model", d_model)
+        _check_eps(eps)
+        _check_impl(impl)
+        self.d_model, self.eps, self.impl = d_model, float(eps), impl
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, eps={self.eps}"
+
+
+class LayerNorm(_Norm):
     """Layer normalisation over the last dimension, with ``weight`` (ones) and ``bias`` (zeros) of shape (D,).
 
     Biased variance and ε inside the square root, as ``nn.LayerNorm``; ε is 1e-5 by default
@@ -55,16 +70,8 @@ class LayerNorm(nn.Module):
     """
 
     def __init__(self, d_model: int, eps: float = 1e-5, *, impl: str = "plain"):
-        super().__init__()
-        _check_positive_int("d_model", d_model)
-        _check_eps(eps)
-        _check_impl(impl)
-        self.d_model, self.eps, self.impl = d_model, float(eps), impl
-        self.weight = nn.Parameter(torch.ones(d_model))
+        super().__init__(d_model, eps, impl)
         self.bias = nn.Parameter(torch.zeros(d_model))
-
-    def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, eps={self.eps}"
 
     def forward(self, x: Tensor) -> Tensor:
         """x (…, D) -> (…, D)."""
@@ -72,22 +79,14 @@ class LayerNorm(nn.Module):
         return tf.layer_norm(x, self.weight, self.bias, self.eps, impl=self.impl)
 
 
-class RMSNorm(nn.Module):
+class RMSNorm(_Norm):
     """Root-mean-square normalisation over the last dimension, with ``weight`` (ones) of shape (D,); no bias.
 
     Half-precision inputs are normalised in float32 and cast back (see :func:`functional.rms_norm`).
     """
 
     def __init__(self, d_model: int, eps: float = 1e-6, *, impl: str = "plain"):
-        super().__init__()
-        _check_positive_int("d_model", d_model)
-        _check_eps(eps)
-        _check_impl(impl)
-        self.d_model, self.eps, self.impl = d_model, float(eps), impl
-        self.weight = nn.Parameter(torch.ones(d_model))
-
-    def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, eps={self.eps}"
+        super().__init__(d_model, eps, impl)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (…, D) -> (…, D), in the dtype of x."""
