@@ -76,9 +76,7 @@ def use_impl(impl: str) -> Iterator[None]:
 
     A model follows its config, not this context: ``GPT(GPTConfig(..., impl="kernels"))``.
     """
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    token = _DEFAULT_IMPL.set(impl)
+    token = _DEFAULT_IMPL.set(resolve_impl(impl))
     try:
         yield
     finally:
