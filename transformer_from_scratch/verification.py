@@ -118,22 +118,30 @@ def _check_softmax(g: torch.Generator):
     return _np(tf.softmax(x)), ref.softmax(_np(x))
 
 
-@register("functional.scaled_dot_product_attention, random mask + bias, T≠S, a fully masked row")
-def _check_sdpa(g: torch.Generator):
-    batch, heads, t, s, d_head, d_value = 2, 3, 5, 7, 4, 6
-    q, k, v = (
-        _randn(g, batch, heads, t, d_head),
-        _randn(g, batch, heads, s, d_head),
-        _randn(g, batch, heads, s, d_value),
+def _sdpa_check(impl: str):
+    def check(g: torch.Generator):
+        batch, heads, t, s, d_head, d_value = 2, 3, 5, 7, 4, 6
+        q, k, v = (
+            _randn(g, batch, heads, t, d_head),
+            _randn(g, batch, heads, s, d_head),
+            _randn(g, batch, heads, s, d_value),
+        )
+        allowed = torch.rand(batch, 1, t, s, generator=g) < 0.6  # (B, 1, T, S), shared by the heads
+        allowed[1, 0, 2] = False  # query 2 of batch row 1 sees nothing: zero weights, zero output
+        bias = _randn(g, 1, heads, t, s)  # (1, H, T, S), e.g. a relative-position bias
+        out, w = tf.scaled_dot_product_attention(q, k, v, allowed=allowed, bias=bias, return_weights=True, impl=impl)
+        ref_out, ref_w = ref.scaled_dot_product_attention(
+            _np(q), _np(k), _np(v), allowed=_np(allowed), bias=_np(bias), return_weights=True
+        )
+        return _flat(_np(out), _np(w)), _flat(ref_out, ref_w)
+
+    return check
+
+
+for _impl in tf.IMPLS:
+    register(f"functional.scaled_dot_product_attention(impl={_impl!r}), random mask + bias, T≠S, a fully masked row")(
+        _sdpa_check(_impl)
     )
-    allowed = torch.rand(batch, 1, t, s, generator=g) < 0.6  # (B, 1, T, S), shared by the heads
-    allowed[1, 0, 2] = False  # query 2 of batch row 1 sees nothing: zero weights, zero output
-    bias = _randn(g, 1, heads, t, s)  # (1, H, T, S), e.g. a relative-position bias
-    out, w = tf.scaled_dot_product_attention(q, k, v, allowed=allowed, bias=bias, return_weights=True)
-    ref_out, ref_w = ref.scaled_dot_product_attention(
-        _np(q), _np(k), _np(v), allowed=_np(allowed), bias=_np(bias), return_weights=True
-    )
-    return _flat(_np(out), _np(w)), _flat(ref_out, ref_w)
 
 
 @register("MultiHeadAttention self-attention, causal + key padding + bias")
@@ -447,9 +455,10 @@ def _gpt_check(config):
     return check
 
 
-register("GPT (GPT-2 layout: learned positions, pre-LN, tanh GELU, tied head), left-padded, logits + loss")(
-    _gpt_check(_GPTConfig.tiny(**_GPT_SHAPE))
-)
+for _impl in tf.IMPLS:
+    register(f"GPT, GPT-2 layout, impl={_impl!r}: left-padded, logits + loss")(
+        _gpt_check(_GPTConfig.tiny(**_GPT_SHAPE, impl=_impl))
+    )
 register("GPT Llama-style (RoPE rotate-half, RMSNorm, SwiGLU, no biases, untied head), left-padded")(
     _gpt_check(_GPTConfig.llama_tiny(**_GPT_SHAPE))
 )
