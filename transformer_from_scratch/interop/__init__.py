@@ -4,8 +4,10 @@ torch_nn.py   nn.TransformerEncoderLayer / nn.TransformerDecoderLayer / nn.Trans
 hf_bert.py    Hugging Face BertModel / BertForPreTraining state dicts and local checkpoint folders
 hf_gpt2.py    Hugging Face GPT2LMHeadModel (Conv1D weights stored transposed, packed q|k|v)
 hf_llama.py   Hugging Face LlamaForCausalLM (RMSNorm, SwiGLU, rotate-half RoPE)
+hf_causal_lm.py   GPT-2 or Llama, chosen by config.json's model_type (what GPT.from_pretrained reads)
+_hf.py        what the Hugging Face converters share (folders, key and shape checks, LoadResult)
 """
 
-from . import hf_bert, hf_gpt2, hf_llama, torch_nn
+from . import hf_bert, hf_causal_lm, hf_gpt2, hf_llama, torch_nn
 
-__all__ = ["hf_bert", "hf_gpt2", "hf_llama", "torch_nn"]
+__all__ = ["hf_bert", "hf_causal_lm", "hf_gpt2", "hf_llama", "torch_nn"]
