@@ -59,9 +59,17 @@ def hf_pretraining():
     return hf_model("BertForPreTraining", seed=1)
 
 
+def load_hf_(model, hf_state_dict, *, strict: bool = True) -> hf_bert.LoadResult:
+    """Convert a Hugging Face state dict for ``model`` (its config and class) and load it; the LoadResult."""
+    pretraining = isinstance(model, BertForPreTraining)
+    state, result = hf_bert.state_dict_from_hf(hf_state_dict, model.config, pretraining=pretraining, strict=strict)
+    model.load_state_dict(state, strict=strict)
+    return result
+
+
 def converted(hf) -> BertForPreTraining:
     ours = BertForPreTraining(hf_bert.config_from_hf(hf.config.to_dict())).eval()
-    assert hf_bert.load_hf_bert_state_dict(ours, hf.state_dict()) == ([], [])
+    assert load_hf_(ours, hf.state_dict()) == ([], [])
     return ours
 
 
@@ -114,7 +122,7 @@ def test_gradients_match_hf(hf_pretraining):
     ours(ids, token_type_ids=segments, valid=VALID, mlm_labels=labels, nsp_labels=nsp).loss.backward()
     hf_params = dict(theirs_model.named_parameters())
     ours_params = dict(ours.named_parameters())
-    pairs = hf_bert.bert_key_pairs(2, pretraining=True)
+    pairs = hf_bert.key_pairs(2, pretraining=True)
     for theirs_name, ours_name in pairs:
         expected = hf_params[theirs_name].grad
         torch.testing.assert_close(ours_params[ours_name].grad, expected, rtol=1e-4, atol=1e-6, msg=ours_name)
@@ -124,7 +132,7 @@ def test_gradients_match_hf(hf_pretraining):
 def test_bert_model_matches_hf_bert_model():
     hf = hf_model("BertModel", seed=4)
     ours = BertModel(hf_bert.config_from_hf(hf.config.to_dict())).eval()
-    assert hf_bert.load_hf_bert_state_dict(ours, hf.state_dict()) == ([], [])
+    assert load_hf_(ours, hf.state_dict()) == ([], [])
     ids, segments, _, _ = batch(5)
     with torch.no_grad():
         theirs = hf(input_ids=ids, token_type_ids=segments, attention_mask=VALID.long(), output_hidden_states=True)
@@ -139,7 +147,7 @@ def test_default_segment_ids_and_no_mask_match_hf():
     """No token_type_ids -> segment 0 everywhere; no mask -> every token attends to every token (both sides)."""
     hf = hf_model("BertModel", seed=6)
     ours = BertModel(hf_bert.config_from_hf(hf.config.to_dict())).eval()
-    hf_bert.load_hf_bert_state_dict(ours, hf.state_dict())
+    load_hf_(ours, hf.state_dict())
     ids = batch(7)[0]
     with torch.no_grad():
         torch.testing.assert_close(ours(ids).last_hidden_state, hf(input_ids=ids).last_hidden_state, **TOL32)
@@ -153,7 +161,7 @@ def test_ours_to_hf_state_dict_loads_strictly_and_gives_the_same_outputs():
     torch.manual_seed(8)
     ours = BertForPreTraining(config).eval()
     randomize_hf_(ours, 8, matrices=False)  # biases, norms and the MLM output bias away from 0/1
-    sd = hf_bert.to_hf_bert_state_dict(ours)
+    sd = hf_bert.state_dict_to_hf(ours.state_dict(), ours.config)
     theirs = transformers.BertForPreTraining(
         transformers.BertConfig(**hf_bert.config_to_hf(config), attn_implementation="eager")
     ).eval()
@@ -172,7 +180,7 @@ def test_ours_to_hf_state_dict_loads_strictly_and_gives_the_same_outputs():
     torch.testing.assert_close(out.loss, mine.loss, **TOL32)
     # and back again: ours -> HF -> ours is the identity on every tensor
     again = BertForPreTraining(config)
-    hf_bert.load_hf_bert_state_dict(again, theirs.state_dict())
+    load_hf_(again, theirs.state_dict())
     for name, tensor in ours.state_dict().items():
         torch.testing.assert_close(again.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
     # detached copies: editing the exported dict leaves the model alone
@@ -183,7 +191,7 @@ def test_ours_to_hf_state_dict_loads_strictly_and_gives_the_same_outputs():
 def test_bert_model_export_has_hf_bert_model_keys():
     ours = BertModel(BertConfig.tiny(vocab_size=99, d_model=32, n_heads=4, d_ff=37, type_vocab_size=3))
     theirs = transformers.BertModel(transformers.BertConfig(**hf_bert.config_to_hf(ours.config)))
-    sd = hf_bert.to_hf_bert_state_dict(ours)
+    sd = hf_bert.state_dict_to_hf(ours.state_dict(), ours.config)
     assert set(sd) == set(theirs.state_dict())
     theirs.load_state_dict(sd, strict=True)
     torch.testing.assert_close(theirs.pooler.dense.weight, ours.pooler.dense.weight, rtol=0, atol=0)
@@ -206,11 +214,11 @@ def test_mismatched_state_dict_lists_missing_and_unexpected_keys(hf_pretraining)
     ours = BertForPreTraining(hf_bert.config_from_hf(hf_pretraining.config.to_dict()))
     before = ours.bert.encoder.layers[0].ff.w1.weight.detach().clone()
     with pytest.raises(ValueError, match="missing keys") as err:
-        hf_bert.load_hf_bert_state_dict(ours, sd)
+        load_hf_(ours, sd)
     assert "bert.encoder.layer.1.output.LayerNorm.bias" in str(err.value)
     assert "unexpected keys (1): ['bert.encoder.layer.2.output.dense.weight']" in str(err.value)
     torch.testing.assert_close(ours.bert.encoder.layers[0].ff.w1.weight, before, rtol=0, atol=0)  # nothing copied
-    missing, unexpected = hf_bert.load_hf_bert_state_dict(ours, sd, strict=False)
+    missing, unexpected = load_hf_(ours, sd, strict=False)
     assert missing == ["bert.encoder.layer.1.output.LayerNorm.bias"]
     assert unexpected == ["bert.encoder.layer.2.output.dense.weight"]
     assert not torch.equal(ours.bert.encoder.layers[0].ff.w1.weight, before)  # the rest was copied
@@ -220,8 +228,8 @@ def test_a_bert_model_loads_the_encoder_of_a_pretraining_checkpoint(hf_pretraini
     sd = hf_pretraining.state_dict()
     ours = BertModel(hf_bert.config_from_hf(hf_pretraining.config.to_dict()))
     with pytest.raises(ValueError, match=r"unexpected keys \(\d+\): \['cls\.predictions\.bias'"):
-        hf_bert.load_hf_bert_state_dict(ours, sd)
-    missing, unexpected = hf_bert.load_hf_bert_state_dict(ours, sd, strict=False)
+        load_hf_(ours, sd)
+    missing, unexpected = load_hf_(ours, sd, strict=False)
     assert missing == [] and all(k.startswith("cls.") for k in unexpected)
     torch.testing.assert_close(
         ours.embeddings.token.weight, hf_pretraining.bert.embeddings.word_embeddings.weight, rtol=0, atol=0
@@ -232,23 +240,23 @@ def test_shape_mismatch_and_untied_decoder_are_refused(hf_pretraining):
     sd = dict(hf_pretraining.state_dict())
     small = BertForPreTraining(BertConfig.tiny(vocab_size=98, d_model=32, n_heads=4, d_ff=37, type_vocab_size=3))
     with pytest.raises(ValueError, match=r"bert.embeddings.word_embeddings.weight \(99, 32\) -> .* \(98, 32\)"):
-        hf_bert.load_hf_bert_state_dict(small, sd)
+        load_hf_(small, sd)
     sd["cls.predictions.decoder.weight"] = sd["cls.predictions.decoder.weight"] + 1.0
     ours = BertForPreTraining(hf_bert.config_from_hf(hf_pretraining.config.to_dict()))
     with pytest.raises(ValueError, match="not tied to the word embeddings"):
-        hf_bert.load_hf_bert_state_dict(ours, sd)
-    with pytest.raises(TypeError, match="BertModel or a BertForPreTraining"):
-        hf_bert.load_hf_bert_state_dict(torch.nn.Linear(2, 2), sd)
+        load_hf_(ours, sd)
+    with pytest.raises(TypeError, match="config must be a BertConfig, got Linear"):
+        hf_bert.state_dict_from_hf(sd, torch.nn.Linear(2, 2), pretraining=True)
 
 
 def test_saved_position_ids_buffer_is_checked():
     ours = BertModel(BertConfig.tiny(vocab_size=99, d_model=32, n_heads=4, d_ff=37, type_vocab_size=3))
-    sd = hf_bert.to_hf_bert_state_dict(ours)
+    sd = hf_bert.state_dict_to_hf(ours.state_dict(), ours.config)
     sd["embeddings.position_ids"] = torch.arange(64)[None]  # what older transformers versions saved
-    assert hf_bert.load_hf_bert_state_dict(ours, sd) == ([], [])
+    assert load_hf_(ours, sd) == ([], [])
     sd["embeddings.position_ids"] = torch.arange(64)[None].flip(-1)
     with pytest.raises(ValueError, match="position_ids holds non-default values"):
-        hf_bert.load_hf_bert_state_dict(ours, sd)
+        load_hf_(ours, sd)
 
 
 # ---- from_pretrained (local folders) -----------------------------------------------------------------------------
@@ -290,7 +298,7 @@ def write_folder(path, config: dict | None, tensors: dict | None = None):
 def test_from_pretrained_errors_are_clear(tmp_path):
     ours = BertModel(BertConfig.tiny(vocab_size=99, d_model=32, n_heads=4, d_ff=37, type_vocab_size=3))
     config = hf_bert.config_to_hf(ours.config)
-    tensors = hf_bert.to_hf_bert_state_dict(ours)
+    tensors = hf_bert.state_dict_to_hf(ours.state_dict(), ours.config)
 
     with pytest.raises(FileNotFoundError, match="no such folder"):
         BertModel.from_pretrained(tmp_path / "nowhere")
@@ -333,7 +341,7 @@ def test_from_pretrained_errors_are_clear(tmp_path):
 
 def test_from_pretrained_reads_sharded_safetensors(tmp_path):
     ours = BertModel(BertConfig.tiny(vocab_size=99, d_model=32, n_heads=4, d_ff=37, type_vocab_size=3))
-    tensors = hf_bert.to_hf_bert_state_dict(ours)
+    tensors = hf_bert.state_dict_to_hf(ours.state_dict(), ours.config)
     folder = write_folder(tmp_path / "sharded", hf_bert.config_to_hf(ours.config))
     names = sorted(tensors)
     shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}

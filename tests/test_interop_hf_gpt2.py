@@ -52,7 +52,7 @@ def hf():
 
 @pytest.fixture(scope="module")
 def ours(hf):
-    return hf_gpt2.from_hf_model(hf)
+    return GPT.from_hf(hf)
 
 
 def hf_positions(valid: torch.Tensor) -> torch.Tensor:
@@ -124,7 +124,7 @@ def test_greedy_generation_equals_hugging_face_generate_with_left_padding(hf, ou
 
 def test_untied_head_and_bare_gpt2model_keys():
     hf = hf_gpt2_model(seed=2, tie_word_embeddings=False)
-    ours = hf_gpt2.from_hf_model(hf)
+    ours = GPT.from_hf(hf)
     assert not ours.config.tie_head and ours.lm_head.weight is not ours.token.weight
     ids = torch.randint(0, V, (2, 7), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -136,7 +136,9 @@ def test_untied_head_and_bare_gpt2model_keys():
         if k != "lm_head.weight"
     }
     tied = GPT(GPTConfig.tiny(vocab_size=V, d_model=32, n_heads=4, n_layers=2, d_ff=48, max_len=32))
-    assert hf_gpt2.load_hf_gpt2_state_dict(tied, bare) == ([], [])
+    state, result = hf_gpt2.state_dict_from_hf(bare, tied.config)
+    assert result == ([], [])
+    tied.load_state_dict(state)
     torch.testing.assert_close(tied.token.weight, bare["wte.weight"])
 
 
@@ -147,7 +149,7 @@ def test_our_weights_run_in_hugging_face():
     config = hf_gpt2.config_from_hf(transformers.GPT2Config(**HF_CONFIG).to_dict())
     ours = GPT(config).eval()
     randomize_hf_(ours, seed=4)  # biases and norms away from 0/1
-    state = hf_gpt2.to_hf_gpt2_state_dict(ours)
+    state = hf_gpt2.state_dict_to_hf(ours.state_dict(), ours.config)
     hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**HF_CONFIG)).eval()
     hf.load_state_dict(state, strict=True)
     ids, valid = left_pad(PROMPTS, pad_id=0)
@@ -156,7 +158,7 @@ def test_our_weights_run_in_hugging_face():
         torch.testing.assert_close(ours(ids, valid=valid).logits[valid], theirs[valid], **TOL32)
     # And back: the round trip reproduces every tensor exactly.
     again = GPT(config)
-    hf_gpt2.load_hf_gpt2_state_dict(again, state)
+    again.load_state_dict(hf_gpt2.state_dict_from_hf(state, config)[0])
     for key, value in ours.state_dict().items():
         assert torch.equal(again.state_dict()[key], value), key
 
@@ -170,11 +172,18 @@ def test_config_round_trip():
 def test_from_pretrained_reads_a_saved_folder(tmp_path, hf):
     hf.save_pretrained(tmp_path, safe_serialization=True)
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "gpt2"
-    ours = hf_gpt2.from_pretrained(tmp_path)
+    ours = GPT.from_pretrained(tmp_path)
     ids = torch.randint(0, V, (2, 9), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(ours(ids).logits, hf(ids).logits, **TOL32)
     assert not ours.training
+    assert GPT.from_pretrained(str(tmp_path), dtype=torch.float64).token.weight.dtype == torch.float64
+    with pytest.raises(ValueError, match="rope_convention='interleaved' applies to rotary checkpoints"):
+        GPT.from_pretrained(tmp_path, rope_convention="interleaved")
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "gpt_neox"}))
+    with pytest.raises(ValueError, match=r"model_type='gpt_neox'; GPT reads the model types \['gpt2', 'llama'\]"):
+        GPT.from_pretrained(tmp_path)
 
 
 # ---- refusals -----------------------------------------------------------------------------------------------
@@ -182,28 +191,28 @@ def test_from_pretrained_reads_a_saved_folder(tmp_path, hf):
 
 def test_refuses_what_it_cannot_convert(hf):
     state = dict(hf.state_dict())
-    model = GPT(hf_gpt2.config_from_hf(hf.config.to_dict()))
+    config = hf_gpt2.config_from_hf(hf.config.to_dict())
     untied = dict(state, **{"lm_head.weight": state["lm_head.weight"] + 1.0})
     with pytest.raises(ValueError, match="not tied"):
-        hf_gpt2.load_hf_gpt2_state_dict(model, untied)
+        hf_gpt2.state_dict_from_hf(untied, config)
     missing = {k: v for k, v in state.items() if k != "transformer.h.1.mlp.c_fc.bias"}
     with pytest.raises(ValueError, match=r"missing keys \(1\).*h\.1\.mlp\.c_fc\.bias"):
-        hf_gpt2.load_hf_gpt2_state_dict(model, missing)
+        hf_gpt2.state_dict_from_hf(missing, config)
     extra = dict(state, **{"transformer.h.9.ln_1.weight": torch.ones(32)})
     with pytest.raises(ValueError, match=r"unexpected keys \(1\)"):
-        hf_gpt2.load_hf_gpt2_state_dict(model, extra)
-    assert hf_gpt2.load_hf_gpt2_state_dict(model, extra, strict=False).unexpected == ["transformer.h.9.ln_1.weight"]
+        hf_gpt2.state_dict_from_hf(extra, config)
+    assert hf_gpt2.state_dict_from_hf(extra, config, strict=False)[1].unexpected == ["transformer.h.9.ln_1.weight"]
     with pytest.raises(ValueError, match="gpt2"):
-        hf_gpt2.load_hf_gpt2_state_dict(GPT(GPTConfig.llama_tiny()), state)
+        hf_gpt2.state_dict_from_hf(state, GPTConfig.llama_tiny())
     with pytest.raises(ValueError, match="activation_function"):
         hf_gpt2.config_from_hf({**hf.config.to_dict(), "activation_function": "relu"})
     with pytest.raises(ValueError, match="model_type"):
         hf_gpt2.config_from_hf({**hf.config.to_dict(), "model_type": "bert"})
 
 
-@pytest.mark.parametrize("module", ["hf_gpt2", "hf_llama"])
+@pytest.mark.parametrize("module", ["hf_gpt2", "hf_llama", "hf_causal_lm"])
 def test_from_pretrained_folder_errors_are_clear(tmp_path, module):
-    load = getattr(interop, module).from_pretrained
+    load = getattr(interop, module).read_pretrained
     with pytest.raises(FileNotFoundError, match="no such folder"):
         load(tmp_path / "nowhere")
     (tmp_path / "file.txt").write_text("x")

@@ -63,7 +63,7 @@ def test_config_is_read_from_hugging_face(hf):
 
 @pytest.mark.parametrize("convention", ["half", "interleaved"])
 def test_logits_equal_hugging_face(hf, convention):
-    ours = hf_llama.from_hf_model(hf, rope_convention=convention)
+    ours = GPT.from_hf(hf, rope_convention=convention)
     assert ours.config.rope_convention == convention
     ids = torch.randint(0, V, (3, 20), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -76,7 +76,7 @@ def test_logits_equal_hugging_face(hf, convention):
 
 @pytest.mark.parametrize("convention", ["half", "interleaved"])
 def test_left_padded_batch_equals_hugging_face_with_position_ids(hf, convention):
-    ours = hf_llama.from_hf_model(hf, rope_convention=convention)
+    ours = GPT.from_hf(hf, rope_convention=convention)
     ids, valid = left_pad(PROMPTS, pad_id=0)
     positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
@@ -87,7 +87,7 @@ def test_left_padded_batch_equals_hugging_face_with_position_ids(hf, convention)
 
 def test_the_interleaved_layout_needs_the_row_permutation(hf):
     """Copying rotate-half weights into an interleaved model without permuting q/k gives a different model."""
-    half = hf_llama.from_hf_model(hf)
+    half = GPT.from_hf(hf)
     naive = GPT(dataclasses.replace(half.config, rope_convention="interleaved")).eval()
     naive.load_state_dict(half.state_dict())
     ids = torch.randint(0, V, (2, 12), generator=torch.Generator().manual_seed(1))
@@ -103,12 +103,13 @@ def test_our_weights_run_in_hugging_face(convention):
     config = dataclasses.replace(config, rope_convention=convention, layer_norm_eps=1e-5)
     ours = randomize_hf_(GPT(config), seed=2).eval()
     hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**HF_CONFIG)).eval()
-    hf.load_state_dict(hf_llama.to_hf_llama_state_dict(ours), strict=True)
+    hf.load_state_dict(hf_llama.state_dict_to_hf(ours.state_dict(), ours.config), strict=True)
     ids = torch.randint(0, V, (2, 15), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(ours(ids).logits, hf(ids).logits, **TOL32)
     again = GPT(config)
-    hf_llama.load_hf_llama_state_dict(again, hf_llama.to_hf_llama_state_dict(ours))
+    exported = hf_llama.state_dict_to_hf(ours.state_dict(), config)
+    again.load_state_dict(hf_llama.state_dict_from_hf(exported, config)[0])
     for key, value in ours.state_dict().items():
         assert torch.equal(again.state_dict()[key], value), key
 
@@ -123,11 +124,14 @@ def test_tied_llama_and_from_pretrained(tmp_path):
     hf = hf_llama_model(seed=3, tie_word_embeddings=True)
     assert hf.lm_head.weight is hf.model.embed_tokens.weight
     hf.save_pretrained(tmp_path, safe_serialization=True)
-    ours = hf_llama.from_pretrained(tmp_path)
+    ours = GPT.from_pretrained(tmp_path)
     assert ours.config.tie_head and ours.lm_head.weight is ours.token.weight
+    interleaved = GPT.from_pretrained(tmp_path, rope_convention="interleaved")
+    assert interleaved.config.rope_convention == "interleaved"
     ids = torch.randint(0, V, (2, 11), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         torch.testing.assert_close(ours(ids).logits, hf(ids).logits, **TOL32)
+        torch.testing.assert_close(interleaved(ids).logits, hf(ids).logits, **TOL32)
 
 
 def test_refuses_what_it_cannot_convert(hf):
@@ -140,10 +144,10 @@ def test_refuses_what_it_cannot_convert(hf):
         hf_llama.config_from_hf({**base, "rope_parameters": {"rope_theta": 1e4, "rope_type": "linear", "factor": 2.0}})
     with pytest.raises(ValueError, match="bias"):
         hf_llama.config_from_hf({**base, "attention_bias": True})
-    model = GPT(hf_llama.config_from_hf(base))
+    config = hf_llama.config_from_hf(base)
     state = dict(hf.state_dict())
     del state["model.layers.0.mlp.up_proj.weight"]
     with pytest.raises(ValueError, match=r"missing keys \(1\).*up_proj"):
-        hf_llama.load_hf_llama_state_dict(model, state)
+        hf_llama.state_dict_from_hf(state, config)
     with pytest.raises(ValueError, match="Llama checkpoint needs"):
-        hf_llama.load_hf_llama_state_dict(GPT(GPTConfig.tiny()), hf.state_dict())
+        hf_llama.state_dict_from_hf(hf.state_dict(), GPTConfig.tiny())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import randomize_
 from torch import nn
 
 from transformer_from_scratch import masks
@@ -18,6 +19,7 @@ from transformer_from_scratch.config import BlockConfig, TransformerConfig
 from transformer_from_scratch.interop import torch_nn as conv
 from transformer_from_scratch.models import EncoderDecoder
 from transformer_from_scratch.positional import RotaryEmbedding
+from transformer_from_scratch.stacks import Decoder, Encoder
 
 TOL32 = dict(rtol=1e-5, atol=1e-5)
 B, T, S, D, H, FF = 3, 5, 7, 16, 4, 24
@@ -63,7 +65,7 @@ def torch_layer(cls, norm_first: bool, activation: str, seed: int) -> nn.Module:
 @pytest.mark.parametrize("norm_first, activation", CASES, ids=CASE_IDS)
 def test_encoder_layer_matches_nn_transformer_encoder_layer(norm_first, activation):
     theirs = torch_layer(nn.TransformerEncoderLayer, norm_first, activation, seed=1)
-    ours = conv.encoder_block_from_torch(theirs)
+    ours = EncoderBlock.from_torch(theirs)
     assert isinstance(ours, EncoderBlock) and not ours.training and ours.norm_first == norm_first
     x = randn(2, B, S, D)
     with torch.no_grad():
@@ -83,7 +85,7 @@ def test_encoder_layer_matches_nn_transformer_encoder_layer(norm_first, activati
 @pytest.mark.parametrize("norm_first, activation", CASES, ids=CASE_IDS)
 def test_decoder_layer_matches_nn_transformer_decoder_layer(norm_first, activation):
     theirs = torch_layer(nn.TransformerDecoderLayer, norm_first, activation, seed=3)
-    ours = conv.decoder_block_from_torch(theirs)
+    ours = DecoderBlock.from_torch(theirs)
     assert isinstance(ours, DecoderBlock)
     y, memory = randn(4, B, T, D), randn(5, B, S, D)
     causal = masks.causal_mask(T)
@@ -109,7 +111,7 @@ def test_encoder_layer_gradients_match_in_training_mode():
     """Backward too: with dropout 0 and grad enabled (no fast path), input and weight gradients agree."""
     torch.manual_seed(6)
     theirs = perturb_norms_(nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, batch_first=True), 6).train()
-    ours = conv.encoder_block_from_torch(theirs)
+    ours = EncoderBlock.from_torch(theirs)
     x1 = randn(7, B, S, D).requires_grad_(True)
     x2 = x1.detach().clone().requires_grad_(True)
     target = randn(8, B, S, D)
@@ -121,6 +123,57 @@ def test_encoder_layer_gradients_match_in_training_mode():
     grads_theirs = conv.encoder_layer_to_ours({n: p.grad for n, p in theirs.named_parameters()})
     for name, p in ours.named_parameters():
         torch.testing.assert_close(p.grad, grads_theirs[name], **TOL32, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_a_block_refuses_the_other_kind_of_layer():
+    """EncoderBlock.from_torch loads strictly: a decoder layer's cross-attention and norm3 have nowhere to go."""
+    decoder_layer = torch_layer(nn.TransformerDecoderLayer, False, "relu", seed=19)
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        EncoderBlock.from_torch(decoder_layer)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        DecoderBlock.from_torch(torch_layer(nn.TransformerEncoderLayer, False, "relu", seed=19))
+
+
+# ---- stacks ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # enable_nested_tensor notes
+@pytest.mark.parametrize("norm_first, with_norm", [(False, False), (False, True), (True, True)])
+def test_stacks_from_torch_match_nn_transformer_stacks(norm_first, with_norm):
+    """Encoder.from_torch / Decoder.from_torch: every layer's weights (randomised, not the deep-copied start) and a
+    final norm exactly when PyTorch's stack has one."""
+    torch.manual_seed(20)
+    layer = dict(d_model=D, nhead=H, dim_feedforward=FF, dropout=0.1, batch_first=True, norm_first=norm_first)
+    norm = (lambda: nn.LayerNorm(D)) if with_norm else (lambda: None)
+    their_encoder = nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(**layer), 2, norm=norm(), enable_nested_tensor=False
+    )
+    their_decoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(**layer), 2, norm=norm())
+    randomize_(their_encoder, 21).eval()
+    randomize_(their_decoder, 22).eval()
+    encoder, decoder = Encoder.from_torch(their_encoder), Decoder.from_torch(their_decoder)
+    assert isinstance(encoder, Encoder) and isinstance(decoder, Decoder) and not encoder.training
+    assert (encoder.final_norm is not None, decoder.final_norm is not None) == (with_norm, with_norm)
+    x, y = randn(23, B, S, D), randn(24, B, T, D)
+    causal = masks.causal_mask(T)
+    with torch.no_grad():
+        memory = encoder(x, allowed=masks.key_padding(SRC_VALID)).last_hidden_state
+        their_memory = their_encoder(x, src_key_padding_mask=masks.to_key_padding_mask(SRC_VALID))
+        got = decoder(
+            y,
+            memory,
+            self_allowed=masks.combine(causal, masks.key_padding(TGT_VALID)),
+            cross_allowed=masks.key_padding(SRC_VALID),
+        ).last_hidden_state
+        expected = their_decoder(
+            y,
+            their_memory,
+            tgt_mask=masks.to_torch_attn_mask(causal),
+            tgt_key_padding_mask=masks.to_key_padding_mask(TGT_VALID),
+            memory_key_padding_mask=masks.to_key_padding_mask(SRC_VALID),
+        )
+    torch.testing.assert_close(memory[SRC_VALID], their_memory[SRC_VALID], **TOL32)
+    torch.testing.assert_close(got[TGT_VALID], expected[TGT_VALID], **TOL32)
 
 
 # ---- the whole nn.Transformer -----------------------------------------------------------------------------------
@@ -219,7 +272,7 @@ def test_round_trip_ours_to_torch_and_back_is_exact():
     perturb_norms_(block, 17)
     layer = conv.to_torch_encoder_layer(block)
     assert layer.self_attn.dropout == 0.2 and layer.dropout1.p == 0.1 and layer.norm_first
-    again = conv.encoder_block_from_torch(layer)
+    again = EncoderBlock.from_torch(layer)
     for (name, p), (_, q) in zip(block.state_dict().items(), again.state_dict().items()):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
     x = randn(18, B, S, D)
@@ -236,6 +289,6 @@ def test_unsupported_options_raise_actionable_errors():
     with pytest.raises(ValueError, match="rotary"):
         conv.to_torch_encoder_layer(EncoderBlock(BlockConfig(D, H, FF), rotary=RotaryEmbedding(D // H)))
     with pytest.raises(ValueError, match="bias=False"):
-        conv.encoder_block_from_torch(nn.TransformerEncoderLayer(D, H, FF, bias=False, batch_first=True))
+        EncoderBlock.from_torch(nn.TransformerEncoderLayer(D, H, FF, bias=False, batch_first=True))
     with pytest.raises(ValueError, match="ReLU and exact GELU"):
-        conv.encoder_block_from_torch(nn.TransformerEncoderLayer(D, H, FF, activation=torch.tanh, batch_first=True))
+        EncoderBlock.from_torch(nn.TransformerEncoderLayer(D, H, FF, activation=torch.tanh, batch_first=True))

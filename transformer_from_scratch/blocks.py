@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from .attention import MultiHeadAttention
 from .config import NORMS, BlockConfig
+from .interop import torch_nn
 from .layers import FeedForward, LayerNorm, RMSNorm
 
 __all__ = ["EncoderBlock", "DecoderBlock", "BlockConfig", "make_norm", "NORMS"]
@@ -67,6 +68,17 @@ class _Block(nn.Module):
         )
         # Residual dropout (§5.4): on each sub-layer's output, before it is added to the residual stream.
         self.dropout = nn.Dropout(c.dropout)
+
+    @classmethod
+    def from_torch(cls, layer: nn.Module):
+        """A new block with the hyper-parameters and weights of a PyTorch layer — ``nn.TransformerEncoderLayer`` for
+        an :class:`EncoderBlock`, ``nn.TransformerDecoderLayer`` for a :class:`DecoderBlock` (keys mapped by
+        :mod:`interop.torch_nn`) — on the layer's device and dtype, in its train/eval mode."""
+        config, state = torch_nn.block_from_torch(layer)
+        p = next(layer.parameters())
+        block = cls(config).to(device=p.device, dtype=p.dtype)
+        block.load_state_dict(state)  # strict: a decoder layer's keys do not fit an EncoderBlock, nor the reverse
+        return block.train(layer.training)
 
     def _norm(self) -> nn.Module:
         return make_norm(self.config.norm, self.config.d_model, self.config.layer_norm_eps, self.config.impl)

@@ -28,6 +28,7 @@ from . import masks
 from .attention import KVCache
 from .blocks import DecoderBlock, EncoderBlock, make_norm
 from .config import BlockConfig
+from .interop import torch_nn
 
 __all__ = ["StackOutput", "Encoder", "Decoder", "CausalDecoder"]
 
@@ -63,6 +64,17 @@ class _Stack(nn.Module):
         self.final_norm = (
             make_norm(config.norm, config.d_model, config.layer_norm_eps, config.impl) if final_norm else None
         )
+
+    @classmethod
+    def from_torch(cls, stack: nn.Module):
+        """A new stack equal to a PyTorch one — ``nn.TransformerEncoder`` for an :class:`Encoder`,
+        ``nn.TransformerDecoder`` for a :class:`Decoder` (keys mapped by :mod:`interop.torch_nn`) — with
+        ``final_norm`` exactly when ``stack.norm`` is set, on the stack's device and dtype, in its train/eval mode."""
+        parts = torch_nn.stack_from_torch(stack)
+        p = next(stack.parameters())
+        ours = cls(parts.config, parts.n_layers, final_norm=parts.final_norm).to(device=p.device, dtype=p.dtype)
+        ours.load_state_dict(parts.state_dict)
+        return ours.train(stack.training)
 
     def _output(self, x: Tensor, hidden: list[Tensor] | None, weights: list[Tensor] | None, cross=None) -> StackOutput:
         if self.final_norm is not None:

@@ -26,32 +26,39 @@ tied matrix under both of its names; the copies must be equal (an untied checkpo
 decoder *is* the embedding). ``embeddings.position_ids`` (0 … max_len-1) and ``embeddings.token_type_ids``
 (zeros) are buffers that older checkpoints saved; they are checked and otherwise ignored.
 
-:func:`from_pretrained` reads a local folder in Hugging Face's format — ``config.json`` and
+Everything here is plain data — configs and state dicts — so :meth:`models.bert.BertModel.from_pretrained` can
+call it::
+
+    config = config_from_hf(hf_config_dict)                                    # -> BertConfig
+    state, result = state_dict_from_hf(hf_state_dict, config, pretraining=False)  # -> our keys, LoadResult
+    model = BertModel(config); model.load_state_dict(state)
+    hf_state_dict = state_dict_to_hf(model.state_dict(), model.config)
+
+:func:`read_pretrained` reads a local folder in Hugging Face's format — ``config.json`` and
 ``model.safetensors`` (or a sharded ``model.safetensors.index.json``). Pickle files (``pytorch_model.bin``)
 are refused: unpickling can run arbitrary code.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 from collections.abc import Mapping
-from pathlib import Path
-from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..config import BertConfig
-from ..models.bert import BertForPreTraining, BertModel
+from . import _hf
+from ._hf import LoadResult
 
 __all__ = [
-    "bert_key_pairs",
-    "load_hf_bert_state_dict",
-    "to_hf_bert_state_dict",
+    "key_pairs",
     "config_from_hf",
     "config_to_hf",
-    "from_pretrained",
+    "state_dict_from_hf",
+    "state_dict_to_hf",
+    "read_pretrained",
     "LoadResult",
 ]
 
@@ -83,26 +90,21 @@ _HEAD_RENAMES = (
 )
 _TIED_WORD = "cls.predictions.decoder.weight"  # = {bert.}embeddings.word_embeddings.weight
 _TIED_BIAS = "cls.predictions.decoder.bias"  # = cls.predictions.bias
+_OUR_DECODER = "mlm.decoder.weight"  # our MLM decoder weight *is* bert.embeddings.token.weight
 _BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")  # saved by older versions; not weights
 
 
-class LoadResult(NamedTuple):
-    """What a non-strict load left out, in Hugging Face names: ``missing`` (expected, absent — those parameters
-    keep their values) and ``unexpected`` (present, unused)."""
-
-    missing: list[str]
-    unexpected: list[str]
+def _check_config(config) -> BertConfig:
+    if not isinstance(config, BertConfig):
+        raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
+    return config
 
 
-def _kind(model: nn.Module) -> str:
-    if isinstance(model, BertForPreTraining):
-        return "pretraining"
-    if isinstance(model, BertModel):
-        return "model"
-    raise TypeError(f"model must be a BertModel or a BertForPreTraining, got {type(model).__name__}")
+def _described(config: BertConfig, pretraining: bool) -> str:
+    return f"{'BertForPreTraining' if pretraining else 'BertModel'}(n_layers={config.n_layers})"
 
 
-def bert_key_pairs(n_layers: int, *, pretraining: bool = False) -> list[tuple[str, str]]:
+def key_pairs(n_layers: int, *, pretraining: bool = False) -> list[tuple[str, str]]:
     """(Hugging Face key, our key) for every tensor, in state-dict order; tied duplicates not included."""
     prefix = "bert." if pretraining else ""
     pairs = [(prefix + theirs, prefix + ours) for theirs, ours in _EMBEDDING_RENAMES]
@@ -116,23 +118,45 @@ def bert_key_pairs(n_layers: int, *, pretraining: bool = False) -> list[tuple[st
     return pairs
 
 
-def _detect_prefix(state_dict: Mapping[str, Tensor], kind: str) -> str:
-    """'' or 'bert.': where the encoder's keys live in ``state_dict``."""
-    if kind == "pretraining":
+def _our_shapes(config: BertConfig, pretraining: bool) -> dict[str, tuple[int, ...]]:
+    """Every key of our ``BertModel`` / ``BertForPreTraining`` state dict (tied decoder included) and its shape."""
+    c = config
+    d, v = c.d_model, c.vocab_size
+    linears = {f"self_attn.{name}": (d, d) for name in ("q_proj", "k_proj", "v_proj", "out_proj")}
+    linears.update({"ff.w1": (c.d_ff, d), "ff.w2": (d, c.d_ff)})  # nn.Linear orientation (out, in)
+    shapes = {"embeddings.token.weight": (v, d), "embeddings.position.weight": (c.max_len, d)}
+    shapes["embeddings.segment.weight"] = (c.type_vocab_size, d)
+    shapes.update({"embeddings.norm.weight": (d,), "embeddings.norm.bias": (d,)})
+    for i in range(c.n_layers):
+        for name, shape in [*linears.items(), ("norm1", (d,)), ("norm2", (d,))]:
+            shapes[f"encoder.layers.{i}.{name}.weight"] = shape
+            shapes[f"encoder.layers.{i}.{name}.bias"] = shape[:1]
+    shapes.update({"pooler.dense.weight": (d, d), "pooler.dense.bias": (d,)})
+    if not pretraining:
+        return shapes
+    shapes = {"bert." + key: shape for key, shape in shapes.items()}
+    heads = {"mlm.dense.weight": (d, d), "mlm.dense.bias": (d,), "mlm.norm.weight": (d,), "mlm.norm.bias": (d,)}
+    heads.update({"mlm.bias": (v,), _OUR_DECODER: (v, d), "nsp.classifier.weight": (2, d), "nsp.classifier.bias": (2,)})
+    return {**shapes, **heads}
+
+
+def _detect_prefix(hf_state_dict: Mapping[str, Tensor], pretraining: bool) -> str:
+    """'' or 'bert.': where the encoder's keys live in ``hf_state_dict``."""
+    if pretraining:
         return "bert."
     probe = "embeddings.word_embeddings.weight"
-    return "bert." if probe not in state_dict and ("bert." + probe) in state_dict else ""
+    return "bert." if probe not in hf_state_dict and ("bert." + probe) in hf_state_dict else ""
 
 
-def _check_buffers(state_dict: Mapping[str, Tensor], prefix: str) -> set[str]:
+def _check_buffers(hf_state_dict: Mapping[str, Tensor], prefix: str) -> set[str]:
     """Validate the saved position_ids / token_type_ids buffers, if any; return the keys they used."""
     used = set()
     for name in _BUFFERS:
         key = prefix + name
-        if key not in state_dict:
+        if key not in hf_state_dict:
             continue
         used.add(key)
-        value = state_dict[key].reshape(-1)
+        value = hf_state_dict[key].reshape(-1)
         expected = torch.arange(value.numel()) if name.endswith("position_ids") else torch.zeros(value.numel())
         if not torch.equal(value.to(torch.long), expected.to(torch.long)):
             raise ValueError(
@@ -142,68 +166,65 @@ def _check_buffers(state_dict: Mapping[str, Tensor], prefix: str) -> set[str]:
     return used
 
 
-def load_hf_bert_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], *, strict: bool = True) -> LoadResult:
-    """Copy a Hugging Face BERT state dict into ``model`` (a :class:`BertModel` or :class:`BertForPreTraining`).
+def _check_tied_decoder(hf_state_dict: Mapping[str, Tensor]) -> set[str]:
+    """The MLM decoder of a pre-training checkpoint must be the word embeddings (and its bias the MLM bias)."""
+    reason = (
+        "this checkpoint's MLM decoder is not tied to the word embeddings, but in our BertForPreTraining the "
+        "decoder weight is the embedding matrix"
+    )
+    word = "bert.embeddings.word_embeddings.weight"
+    return _hf.check_tied(hf_state_dict, _TIED_WORD, word, reason) | _hf.check_tied(
+        hf_state_dict, _TIED_BIAS, "cls.predictions.bias", reason
+    )
+
+
+def state_dict_from_hf(
+    hf_state_dict: Mapping[str, Tensor], config: BertConfig, *, pretraining: bool = False, strict: bool = True
+) -> tuple[dict[str, Tensor], LoadResult]:
+    """A Hugging Face BERT state dict -> (our state dict, what was left out), for ``BertModel(config)`` or, with
+    ``pretraining``, ``BertForPreTraining(config)``; load it with ``model.load_state_dict``.
 
     For a ``BertModel`` the keys may come with or without the ``bert.`` prefix (a ``BertForPreTraining``
-    checkpoint then has ``cls.*`` keys left over: unexpected). Tensors are cast to the model's dtype and device.
-    Shapes must match. With ``strict`` (default) any missing or unexpected key raises a ``ValueError`` listing
-    them all, and nothing is copied; otherwise the keys that were found are copied and the rest is returned.
+    checkpoint then has ``cls.*`` keys left over: unexpected). Shapes must be the config's. With ``strict``
+    (default) any missing or unexpected key raises a ``ValueError`` listing them all; otherwise the tensors that
+    were found are returned (load them with ``strict=False``: the rest keeps its values) and the Hugging Face
+    names of the others in the :class:`LoadResult`. Tensors keep their dtype and are not copied.
     """
-    kind = _kind(model)
-    pretraining = kind == "pretraining"
-    prefix = _detect_prefix(state_dict, kind)
-    pairs = bert_key_pairs(model.config.n_layers, pretraining=pretraining)
+    config = _check_config(config)
+    prefix = _detect_prefix(hf_state_dict, pretraining)
+    pairs = key_pairs(config.n_layers, pretraining=pretraining)
     if prefix and not pretraining:
         pairs = [("bert." + theirs, ours) for theirs, ours in pairs]
-    ours_params = model.state_dict()
-
-    used = _check_buffers(state_dict, prefix)
-    word_key = prefix + "embeddings.word_embeddings.weight"
-    for tied, source in ((_TIED_WORD, word_key), (_TIED_BIAS, "cls.predictions.bias")):
-        if pretraining and tied in state_dict:
-            used.add(tied)
-            if source in state_dict and not torch.equal(state_dict[tied], state_dict[source]):
-                raise ValueError(
-                    f"{tied} differs from {source}: this checkpoint's MLM decoder is not tied to the word embeddings, "
-                    "but in our BertForPreTraining the decoder weight is the embedding matrix"
-                )
-
-    missing = [theirs for theirs, _ in pairs if theirs not in state_dict]
-    unexpected = sorted(set(state_dict) - {theirs for theirs, _ in pairs} - used)
-    if strict and (missing or unexpected):
-        raise ValueError(
-            f"the state dict does not match {type(model).__name__}(n_layers={model.config.n_layers}):\n"
-            f"  missing keys ({len(missing)}): {missing}\n"
-            f"  unexpected keys ({len(unexpected)}): {unexpected}"
-        )
-    mismatched = [
-        f"{theirs} {tuple(state_dict[theirs].shape)} -> {ours} {tuple(ours_params[ours].shape)}"
-        for theirs, ours in pairs
-        if theirs in state_dict and tuple(state_dict[theirs].shape) != tuple(ours_params[ours].shape)
-    ]
-    if mismatched:
-        raise ValueError("tensor shapes do not match (is the config the checkpoint's?):\n  " + "\n  ".join(mismatched))
-    with torch.no_grad():
-        for theirs, ours in pairs:
-            if theirs in state_dict:
-                target = ours_params[ours]  # a view sharing storage with the parameter
-                target.copy_(state_dict[theirs].to(device=target.device, dtype=target.dtype))
-    return LoadResult(missing, unexpected)
+    accounted_for = _check_buffers(hf_state_dict, prefix)
+    if pretraining:
+        accounted_for |= _check_tied_decoder(hf_state_dict)
+    result = _hf.match_keys(
+        hf_state_dict,
+        [theirs for theirs, _ in pairs],
+        accounted_for,
+        described=_described(config, pretraining),
+        strict=strict,
+        allow_missing=not strict,
+    )
+    found = [(ours, theirs, hf_state_dict[theirs]) for theirs, ours in pairs if theirs in hf_state_dict]
+    state = _hf.checked_state_dict(found, _our_shapes(config, pretraining), hf_state_dict)
+    if pretraining and "bert.embeddings.token.weight" in state:
+        state[_OUR_DECODER] = state["bert.embeddings.token.weight"]  # tied: listed under both names, as ours is
+    return state, result
 
 
-def to_hf_bert_state_dict(model: nn.Module) -> dict[str, Tensor]:
-    """Our BertModel / BertForPreTraining -> a state dict that Hugging Face's same class loads with strict=True.
+def state_dict_to_hf(state_dict: Mapping[str, Tensor], config: BertConfig) -> dict[str, Tensor]:
+    """Our BertModel / BertForPreTraining state dict -> one that Hugging Face's same class loads with strict=True.
 
-    The tied MLM decoder appears under both Hugging Face names (``cls.predictions.decoder.weight`` and
-    ``.bias``), as their ``state_dict()`` lists it. Tensors are detached copies (safe to save or modify).
+    The class is read from the keys (``bert.*`` is a BertForPreTraining). The tied MLM decoder appears under
+    both Hugging Face names (``cls.predictions.decoder.weight`` and ``.bias``), as their ``state_dict()`` lists
+    it. Tensors are detached copies (safe to save or modify).
     """
-    kind = _kind(model)
-    pretraining = kind == "pretraining"
-    ours = model.state_dict()
-    out = {
-        theirs: ours[o].detach().clone() for theirs, o in bert_key_pairs(model.config.n_layers, pretraining=pretraining)
-    }
+    config = _check_config(config)
+    pretraining = "bert.embeddings.token.weight" in state_dict
+    pairs = key_pairs(config.n_layers, pretraining=pretraining)
+    _hf.require_keys(state_dict, [ours for _, ours in pairs], _described(config, pretraining))
+    out = {theirs: state_dict[ours].detach().clone() for theirs, ours in pairs}
     if pretraining:
         out[_TIED_WORD] = out["bert.embeddings.word_embeddings.weight"].clone()
         out[_TIED_BIAS] = out["cls.predictions.bias"].clone()
@@ -225,10 +246,9 @@ _CONFIG_FIELDS = (
     ("hidden_dropout_prob", "dropout"),
     ("attention_probs_dropout_prob", "attention_dropout"),
 )
-_OPTIONAL_FIELDS = ("initializer_range", "pad_token_id")
 
 
-def config_from_hf(hf: Mapping) -> BertConfig:
+def config_from_hf(hf_config: Mapping) -> BertConfig:
     """A Hugging Face BERT ``config.json`` (as a dict) -> :class:`BertConfig`; ValueError for what we cannot run.
 
     Required: the fields of the table in this module. ``hidden_act`` must be ``"gelu"`` (exact erf);
@@ -236,6 +256,7 @@ def config_from_hf(hf: Mapping) -> BertConfig:
     ``pad_token_id`` becomes ``pad_id`` (so the model derives the padding mask from [PAD] ids when no mask is
     given).
     """
+    hf = hf_config
     if not isinstance(hf, Mapping):
         raise TypeError(f"the config must be a mapping (the parsed config.json), got {type(hf).__name__}")
     missing = [theirs for theirs, _ in _CONFIG_FIELDS if theirs not in hf]
@@ -253,15 +274,12 @@ def config_from_hf(hf: Mapping) -> BertConfig:
             "(a learned table indexed 0 … T-1) is supported"
         )
     fields = {ours: hf[theirs] for theirs, ours in _CONFIG_FIELDS}
-    if "initializer_range" in hf:
-        fields["initializer_range"] = hf["initializer_range"]
-    if hf.get("pad_token_id") is not None:
-        fields["pad_id"] = hf["pad_token_id"]
-    return BertConfig(**fields)
+    return BertConfig(**fields, **_hf.optional_fields(hf))
 
 
 def config_to_hf(config: BertConfig) -> dict:
     """:class:`BertConfig` -> the keyword arguments of ``transformers.BertConfig`` (and a config.json)."""
+    config = _check_config(config)
     out = {theirs: getattr(config, ours) for theirs, ours in _CONFIG_FIELDS}
     out.update(model_type="bert", hidden_act="gelu", initializer_range=config.initializer_range)
     out["position_embedding_type"] = "absolute"
@@ -270,63 +288,14 @@ def config_to_hf(config: BertConfig) -> dict:
     return out
 
 
-def _read_hf_config(path: str | os.PathLike) -> tuple[Path, dict]:
-    """(folder, parsed config.json) of a local Hugging Face folder, with a clear error for each way it can be wrong."""
-    folder = Path(path)
-    if not folder.exists():
-        raise FileNotFoundError(f"no such folder: {folder} (from_pretrained reads a local Hugging Face folder)")
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is a file; from_pretrained needs the folder holding config.json")
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(
-            f"{folder} has no config.json (files present: {sorted(p.name for p in folder.iterdir())})"
-        )
-    try:
-        return folder, json.loads(config_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_file} is not valid JSON: {err}") from None
-
-
-def _read_safetensors(folder: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
-
-    single = folder / "model.safetensors"
-    if single.is_file():
-        return load_file(str(single))
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        state: dict[str, Tensor] = {}
-        for shard in sorted(set(weight_map.values())):
-            if not (folder / shard).is_file():
-                raise FileNotFoundError(f"{index} names the shard {shard!r}, which is not in {folder}")
-            state.update(load_file(str(folder / shard)))
-        return state
-    present = sorted(p.name for p in folder.iterdir())
-    if any(name.endswith((".bin", ".pt", ".pth", ".ckpt")) for name in present):
-        raise FileNotFoundError(
-            f"{folder} has no model.safetensors, only pickle weights ({present}); pickle files are not loaded "
-            "(they can run code). Convert once with transformers: "
-            "AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)"
-        )
-    raise FileNotFoundError(f"{folder} has no model.safetensors (files present: {present})")
-
-
-def from_pretrained(path: str | os.PathLike, model_class=None, *, dtype: torch.dtype | None = None) -> nn.Module:
-    """Build ``model_class`` (default :class:`BertModel`) from a local Hugging Face folder, in eval mode.
+def read_pretrained(path: str | os.PathLike, *, pretraining: bool = False) -> tuple[BertConfig, dict[str, Tensor]]:
+    """(config, our state dict) of a local Hugging Face BERT folder, for ``BertModel`` or, with ``pretraining``,
+    ``BertForPreTraining``.
 
     Reads ``config.json`` (see :func:`config_from_hf`) and the weights from ``model.safetensors`` (or a sharded
-    ``model.safetensors.index.json``), then copies them with :func:`load_hf_bert_state_dict` (strict: a
-    ValueError lists missing and unexpected keys). ``dtype`` defaults to float32 whatever the checkpoint stores.
-    No network access: ``path`` must be a folder on disk.
+    ``model.safetensors.index.json``), converted strictly by :func:`state_dict_from_hf` (a ValueError lists
+    missing and unexpected keys). No network access: ``path`` must be a folder on disk. Used by
+    ``BertModel.from_pretrained`` and ``BertForPreTraining.from_pretrained``.
     """
-    model_class = BertModel if model_class is None else model_class
-    folder, hf_config = _read_hf_config(path)
-    config = config_from_hf(hf_config)
-    state = _read_safetensors(folder)
-    model = model_class(config).to(
-        torch.float32 if dtype is None else dtype
-    )  # randomly initialised, then every tensor is overwritten
-    load_hf_bert_state_dict(model, state, strict=True)
-    return model.eval()
+    convert = functools.partial(state_dict_from_hf, pretraining=pretraining)
+    return _hf.read_pretrained(path, config_from_hf, convert)

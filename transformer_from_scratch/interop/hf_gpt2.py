@@ -1,4 +1,6 @@
-r"""Converters between our :class:`models.gpt.GPT` and Hugging Face ``transformers`` GPT-2 checkpoints.
+r"""Converters between our :class:`models.gpt.GPT` and Hugging Face ``transformers`` GPT-2 checkpoints, as data:
+:func:`config_from_hf` / :func:`config_to_hf`, :func:`state_dict_from_hf` / :func:`state_dict_to_hf` and
+:func:`read_pretrained` for a local folder (``GPT.from_pretrained`` and ``GPT.from_hf`` call them).
 
 GPT-2 stores its projections as ``Conv1D`` modules: out = x · W + b with W of shape (in, out) — the
 *transpose* of ``nn.Linear``'s (out, in). So every matrix is transposed on the way, and the query, key and value
@@ -30,173 +32,132 @@ import os
 from collections.abc import Mapping
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..config import GPTConfig
-from ..models.gpt import GPT
-from .hf_bert import LoadResult, _read_hf_config, _read_safetensors
+from . import _hf
+from ._hf import LoadResult
 
 __all__ = [
     "config_from_hf",
     "config_to_hf",
-    "load_hf_gpt2_state_dict",
-    "to_hf_gpt2_state_dict",
-    "from_hf_model",
-    "from_pretrained",
+    "state_dict_from_hf",
+    "state_dict_to_hf",
+    "read_pretrained",
     "LoadResult",
 ]
 
 _PREFIX = "transformer."
 _BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers saved by older versions
+_QKV = ("q_proj", "k_proj", "v_proj")
+_NORMS = (("ln_1", "norm1"), ("ln_2", "norm2"))  # (theirs, ours) per block, weight and bias
+_CONV1D = (("attn.c_proj", "self_attn.out_proj"), ("mlp.c_fc", "ff.w1"), ("mlp.c_proj", "ff.w2"))  # transposed
+_OUTER = (("wte.weight", "token.weight"), ("wpe.weight", "position.weight"))
+_OUTER += (("ln_f.weight", "decoder.final_norm.weight"), ("ln_f.bias", "decoder.final_norm.bias"))
 
 
-def check_gpt_family(model: nn.Module, family: str, preset: str, **wanted) -> GPTConfig:
-    """The config of ``model`` if it is a GPT whose fields match ``wanted``; a clear error naming the preset if not."""
-    if not isinstance(model, GPT):
-        raise TypeError(f"model must be a GPT, got {type(model).__name__}")
-    c = model.config
-    wrong = {name: getattr(c, name) for name, value in wanted.items() if getattr(c, name) != value}
-    if wrong:
-        raise ValueError(
-            f"a {family} checkpoint needs a GPT with {wanted}; this model has {wrong} (use GPTConfig.{preset}() or "
-            "config_from_hf)"
-        )
-    return c
-
-
-def _check_model(model: nn.Module) -> GPTConfig:
-    return check_gpt_family(
-        model, "GPT-2", "gpt2_small", positional="learned", norm="layer", activation="gelu_tanh", bias=True
+def _check_config(config: GPTConfig) -> GPTConfig:
+    return _hf.check_family(
+        config, "GPT-2", "gpt2_small", positional="learned", norm="layer", activation="gelu_tanh", bias=True
     )
 
 
-def _hf_keys(n_layers: int, prefix: str, tied: bool) -> list[str]:
-    """Every Hugging Face key of a GPT-2 state dict, in order (``lm_head.weight`` only when it has a prefix)."""
+def _hf_keys(n_layers: int, prefix: str) -> list[str]:
+    """Every Hugging Face key of a GPT-2 body, in order (``lm_head.weight`` not included)."""
     keys = [f"{prefix}wte.weight", f"{prefix}wpe.weight"]
     for i in range(n_layers):
         for name in ("ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"):
             keys += [f"{prefix}h.{i}.{name}.weight", f"{prefix}h.{i}.{name}.bias"]
     keys += [f"{prefix}ln_f.weight", f"{prefix}ln_f.bias"]
-    if prefix and not tied:
-        keys.append("lm_head.weight")
     return keys
 
 
-def _from_hf(state: Mapping[str, Tensor], n_layers: int, d_model: int, prefix: str) -> dict[str, Tensor]:
-    """Hugging Face tensors -> our keys (Conv1D weights transposed, c_attn cut into q, k, v)."""
-    out = {
-        "token.weight": state[f"{prefix}wte.weight"],
-        "position.weight": state[f"{prefix}wpe.weight"],
-        "decoder.final_norm.weight": state[f"{prefix}ln_f.weight"],
-        "decoder.final_norm.bias": state[f"{prefix}ln_f.bias"],
-    }
-    for i in range(n_layers):
-        theirs, ours = f"{prefix}h.{i}.", f"decoder.layers.{i}."
-        for hf_norm, our_norm in (("ln_1", "norm1"), ("ln_2", "norm2")):
-            for p in ("weight", "bias"):
-                out[f"{ours}{our_norm}.{p}"] = state[f"{theirs}{hf_norm}.{p}"]
-        # c_attn: x (…, D) · W (D, 3D) + b (3D,); output columns [0, D) are q, [D, 2D) k, [2D, 3D) v.
-        w_qkv = state[f"{theirs}attn.c_attn.weight"]  # (D, 3D), Conv1D orientation (in, out)
-        b_qkv = state[f"{theirs}attn.c_attn.bias"]  # (3D,)
-        if tuple(w_qkv.shape) != (d_model, 3 * d_model):
-            raise ValueError(
-                f"{theirs}attn.c_attn.weight has shape {tuple(w_qkv.shape)}, expected (D, 3D) = "
-                f"({d_model}, {3 * d_model}) (is the config the checkpoint's?)"
-            )
-        for j, proj in enumerate(("q_proj", "k_proj", "v_proj")):
-            cols = slice(j * d_model, (j + 1) * d_model)
-            out[f"{ours}self_attn.{proj}.weight"] = w_qkv[:, cols].T  # (D, D) in -> out, transposed to (out, in)
-            out[f"{ours}self_attn.{proj}.bias"] = b_qkv[cols]
-        for hf_proj, our_proj in (
-            ("attn.c_proj", "self_attn.out_proj"),
-            ("mlp.c_fc", "ff.w1"),
-            ("mlp.c_proj", "ff.w2"),
-        ):
-            out[f"{ours}{our_proj}.weight"] = state[f"{theirs}{hf_proj}.weight"].T  # (in, out) -> (out, in)
-            out[f"{ours}{our_proj}.bias"] = state[f"{theirs}{hf_proj}.bias"]
-    return out
-
-
-def copy_converted_(model: nn.Module, converted: Mapping[str, Tensor]) -> None:
-    """Copy tensors keyed by our names into ``model`` (cast to its dtype/device), after checking every shape."""
-    ours = model.state_dict()
-    mismatched = [
-        f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(ours[key].shape)}"
-        for key, value in converted.items()
-        if tuple(value.shape) != tuple(ours[key].shape)
-    ]
-    if mismatched:
-        raise ValueError("tensor shapes do not match (is the config the checkpoint's?):\n  " + "\n  ".join(mismatched))
-    with torch.no_grad():
-        for key, value in converted.items():
-            target = ours[key]  # shares storage with the parameter (a tied matrix is written twice, equally)
-            target.copy_(value.to(device=target.device, dtype=target.dtype))
-
-
-def load_hf_gpt2_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], *, strict: bool = True) -> LoadResult:
-    """Copy a Hugging Face GPT-2 state dict (``GPT2LMHeadModel`` or ``GPT2Model``) into our ``model``.
-
-    The config must match the checkpoint (:func:`config_from_hf`). A tied model refuses a checkpoint whose
-    ``lm_head.weight`` differs from ``wte``; an untied model (``tie_head=False``) takes ``lm_head.weight`` and
-    needs it. Missing keys are an error (a partial GPT-2 cannot run); with ``strict`` (default) unexpected keys
-    are an error too, otherwise they are returned. Nothing is copied unless everything checks out.
-    """
-    c = _check_model(model)
-    prefix = _PREFIX if f"{_PREFIX}wte.weight" in state_dict else ""
-    expected = _hf_keys(c.n_layers, prefix, c.tie_head)
-    if not c.tie_head and "lm_head.weight" not in expected:  # a bare GPT2Model has no head to read
-        expected.append("lm_head.weight")
-    used = {k for k in state_dict if k.endswith(_BUFFER_SUFFIXES) and k not in expected}
-    if c.tie_head and "lm_head.weight" in state_dict:
-        used.add("lm_head.weight")
-        if not torch.equal(state_dict["lm_head.weight"], state_dict.get(f"{prefix}wte.weight", torch.empty(0))):
-            raise ValueError(
-                "lm_head.weight differs from wte.weight: this checkpoint's head is not tied to the token embedding; "
-                "build the model with tie_head=False (config_from_hf reads tie_word_embeddings)"
-            )
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = sorted(set(state_dict) - set(expected) - used)
-    if missing or (strict and unexpected):
+def _split_qkv(hf_state_dict: Mapping[str, Tensor], theirs: str, ours: str, d_model: int) -> list[_hf.Converted]:
+    """c_attn: x (…, D) · W (D, 3D) + b (3D,); output columns [0, D) are q, [D, 2D) k, [2D, 3D) v."""
+    w_qkv = hf_state_dict[f"{theirs}attn.c_attn.weight"]  # (D, 3D), Conv1D orientation (in, out)
+    b_qkv = hf_state_dict[f"{theirs}attn.c_attn.bias"]  # (3D,)
+    if tuple(w_qkv.shape) != (d_model, 3 * d_model):
         raise ValueError(
-            f"the state dict does not match GPT(n_layers={c.n_layers}, tie_head={c.tie_head}) as GPT-2:\n"
-            f"  missing keys ({len(missing)}): {missing}\n"
-            f"  unexpected keys ({len(unexpected)}): {unexpected}"
+            f"{theirs}attn.c_attn.weight has shape {tuple(w_qkv.shape)}, expected (D, 3D) = "
+            f"({d_model}, {3 * d_model}) (is the config the checkpoint's?)"
         )
-    converted = _from_hf(state_dict, c.n_layers, c.d_model, prefix)
-    if not c.tie_head:
-        converted["lm_head.weight"] = state_dict["lm_head.weight"]
-    copy_converted_(model, converted)
-    return LoadResult([], unexpected)
+    converted = []
+    for j, proj in enumerate(_QKV):
+        cols = slice(j * d_model, (j + 1) * d_model)
+        # (D, D) in -> out, transposed to (out, in)
+        converted.append((f"{ours}self_attn.{proj}.weight", f"{theirs}attn.c_attn.weight", w_qkv[:, cols].T))
+        converted.append((f"{ours}self_attn.{proj}.bias", f"{theirs}attn.c_attn.bias", b_qkv[cols]))
+    return converted
 
 
-def to_hf_gpt2_state_dict(model: nn.Module) -> dict[str, Tensor]:
-    """Our GPT -> a ``GPT2LMHeadModel`` state dict (loads with strict=True; ``lm_head.weight`` always present,
-    equal to ``wte`` when tied, as their ``state_dict()`` lists it). Tensors are detached contiguous copies."""
-    c = _check_model(model)
-    ours = {k: v.detach() for k, v in model.state_dict().items()}
-    p = _PREFIX
-    out = {
-        f"{p}wte.weight": ours["token.weight"],
-        f"{p}wpe.weight": ours["position.weight"],
-    }
+def _block_from_hf(hf_state_dict: Mapping[str, Tensor], i: int, prefix: str, d_model: int) -> list[_hf.Converted]:
+    """(our key, their key, tensor) for block i: norms as they are, c_attn cut, Conv1D weights transposed."""
+    theirs, ours = f"{prefix}h.{i}.", f"decoder.layers.{i}."
+    converted = [
+        (f"{ours}{our_norm}.{p}", f"{theirs}{hf_norm}.{p}", hf_state_dict[f"{theirs}{hf_norm}.{p}"])
+        for hf_norm, our_norm in _NORMS
+        for p in ("weight", "bias")
+    ]
+    converted += _split_qkv(hf_state_dict, theirs, ours, d_model)
+    for hf_proj, our_proj in _CONV1D:
+        weight, bias = f"{theirs}{hf_proj}.weight", f"{theirs}{hf_proj}.bias"
+        converted.append((f"{ours}{our_proj}.weight", weight, hf_state_dict[weight].T))  # (in, out) -> (out, in)
+        converted.append((f"{ours}{our_proj}.bias", bias, hf_state_dict[bias]))
+    return converted
+
+
+def state_dict_from_hf(
+    hf_state_dict: Mapping[str, Tensor], config: GPTConfig, *, strict: bool = True
+) -> tuple[dict[str, Tensor], LoadResult]:
+    """A Hugging Face GPT-2 state dict (``GPT2LMHeadModel`` or ``GPT2Model``) -> (our GPT's state dict, result).
+
+    The config must match the checkpoint (:func:`config_from_hf`). A tied config refuses a checkpoint whose
+    ``lm_head.weight`` differs from ``wte``; an untied one (``tie_head=False``) takes ``lm_head.weight`` and
+    needs it. Missing keys are an error (a partial GPT-2 cannot run); with ``strict`` (default) unexpected keys
+    are an error too, otherwise they are listed in the :class:`LoadResult`. The result holds every key of
+    ``GPT(config).state_dict()`` (``lm_head.weight`` too, tied or not): load it with ``model.load_state_dict``.
+    """
+    c = _check_config(config)
+    prefix = _PREFIX if f"{_PREFIX}wte.weight" in hf_state_dict else ""
+    expected = _hf_keys(c.n_layers, prefix) + ([] if c.tie_head else ["lm_head.weight"])
+    accounted_for = {k for k in hf_state_dict if k.endswith(_BUFFER_SUFFIXES) and k not in expected}
+    if c.tie_head:
+        reason = (
+            "this checkpoint's head is not tied to the token embedding; build the model with tie_head=False "
+            "(config_from_hf reads tie_word_embeddings)"
+        )
+        accounted_for |= _hf.check_tied(hf_state_dict, "lm_head.weight", f"{prefix}wte.weight", reason)
+    described = f"GPT(n_layers={c.n_layers}, tie_head={c.tie_head}) as GPT-2"
+    result = _hf.match_keys(
+        hf_state_dict, expected, accounted_for, described=described, strict=strict, allow_missing=False
+    )
+    converted = [(ours, prefix + theirs, hf_state_dict[prefix + theirs]) for theirs, ours in _OUTER]
     for i in range(c.n_layers):
-        theirs, mine = f"{p}h.{i}.", f"decoder.layers.{i}."
-        for hf_norm, our_norm in (("ln_1", "norm1"), ("ln_2", "norm2")):
-            for q in ("weight", "bias"):
-                out[f"{theirs}{hf_norm}.{q}"] = ours[f"{mine}{our_norm}.{q}"]
-        projs = ("q_proj", "k_proj", "v_proj")
-        w = torch.cat([ours[f"{mine}self_attn.{proj}.weight"] for proj in projs])  # 3 × (D, D) -> (3D, D)
+        converted += _block_from_hf(hf_state_dict, i, prefix, c.d_model)
+    head = f"{prefix}wte.weight" if c.tie_head else "lm_head.weight"
+    converted.append(("lm_head.weight", head, hf_state_dict[head]))
+    return _hf.checked_state_dict(converted, _hf.gpt_state_shapes(c), hf_state_dict), result
+
+
+def state_dict_to_hf(state_dict: Mapping[str, Tensor], config: GPTConfig) -> dict[str, Tensor]:
+    """Our GPT's state dict -> a ``GPT2LMHeadModel`` state dict (loads with strict=True; ``lm_head.weight`` always
+    present, equal to ``wte`` when tied, as their ``state_dict()`` lists it). Tensors are detached contiguous
+    copies."""
+    c = _check_config(config)
+    _hf.require_keys(state_dict, _hf.gpt_state_shapes(c), f"GPT(n_layers={c.n_layers}) as GPT-2")
+    ours = {k: v.detach() for k, v in state_dict.items()}
+    out = {_PREFIX + theirs: ours[mine] for theirs, mine in _OUTER}
+    for i in range(c.n_layers):
+        theirs, mine = f"{_PREFIX}h.{i}.", f"decoder.layers.{i}."
+        for hf_norm, our_norm in _NORMS:
+            for p in ("weight", "bias"):
+                out[f"{theirs}{hf_norm}.{p}"] = ours[f"{mine}{our_norm}.{p}"]
+        w = torch.cat([ours[f"{mine}self_attn.{proj}.weight"] for proj in _QKV])  # 3 × (D, D) -> (3D, D)
         out[f"{theirs}attn.c_attn.weight"] = w.T  # (3D, D) -> (D, 3D), Conv1D orientation
-        out[f"{theirs}attn.c_attn.bias"] = torch.cat([ours[f"{mine}self_attn.{proj}.bias"] for proj in projs])
-        for hf_proj, our_proj in (
-            ("attn.c_proj", "self_attn.out_proj"),
-            ("mlp.c_fc", "ff.w1"),
-            ("mlp.c_proj", "ff.w2"),
-        ):
+        out[f"{theirs}attn.c_attn.bias"] = torch.cat([ours[f"{mine}self_attn.{proj}.bias"] for proj in _QKV])
+        for hf_proj, our_proj in _CONV1D:
             out[f"{theirs}{hf_proj}.weight"] = ours[f"{mine}{our_proj}.weight"].T
             out[f"{theirs}{hf_proj}.bias"] = ours[f"{mine}{our_proj}.bias"]
-    out[f"{p}ln_f.weight"] = ours["decoder.final_norm.weight"]
-    out[f"{p}ln_f.bias"] = ours["decoder.final_norm.bias"]
     out["lm_head.weight"] = ours["lm_head.weight"]
     return {k: v.clone().contiguous() for k, v in out.items()}
 
@@ -217,13 +178,14 @@ _CONFIG_FIELDS = (
 )
 
 
-def config_from_hf(hf: Mapping) -> GPTConfig:
+def config_from_hf(hf_config: Mapping) -> GPTConfig:
     """A Hugging Face GPT-2 ``config.json`` (as a dict) -> :class:`GPTConfig`; ValueError for what we cannot run.
 
     ``n_inner`` None means 4·D. ``activation_function`` must be ``"gelu_new"`` (tanh GELU) — ``"gelu_pytorch_tanh"``
     is the same function; ``scale_attn_weights`` must be true and ``scale_attn_by_inverse_layer_idx`` false.
     ``tie_word_embeddings`` (default true) becomes ``tie_head``; ``pad_token_id`` becomes ``pad_id``.
     """
+    hf = hf_config
     if not isinstance(hf, Mapping):
         raise TypeError(f"the config must be a mapping (the parsed config.json), got {type(hf).__name__}")
     if hf.get("model_type", "gpt2") != "gpt2":
@@ -243,11 +205,7 @@ def config_from_hf(hf: Mapping) -> GPTConfig:
     fields = {ours: hf[theirs] for theirs, ours in _CONFIG_FIELDS}
     fields["d_ff"] = hf.get("n_inner") or 4 * hf["n_embd"]
     fields["tie_head"] = bool(hf.get("tie_word_embeddings", True))
-    if "initializer_range" in hf:
-        fields["initializer_range"] = hf["initializer_range"]
-    if hf.get("pad_token_id") is not None:
-        fields["pad_id"] = hf["pad_token_id"]
-    return GPTConfig(**fields)
+    return GPTConfig(**fields, **_hf.optional_fields(hf))
 
 
 def config_to_hf(config: GPTConfig) -> dict:
@@ -267,21 +225,10 @@ def config_to_hf(config: GPTConfig) -> dict:
     return out
 
 
-def from_hf_model(hf_model: nn.Module) -> GPT:
-    """A live ``transformers`` GPT-2 model -> our GPT with the same config and weights, in eval mode, float32."""
-    config = config_from_hf(hf_model.config.to_dict())
-    model = GPT(config)
-    load_hf_gpt2_state_dict(model, hf_model.state_dict())
-    return model.eval()
+def read_pretrained(path: str | os.PathLike) -> tuple[GPTConfig, dict[str, Tensor]]:
+    """(config, our GPT's state dict) of a local Hugging Face GPT-2 folder (``config.json`` + ``model.safetensors``).
 
-
-def from_pretrained(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> GPT:
-    """Build our GPT from a local Hugging Face GPT-2 folder (``config.json`` + ``model.safetensors``), in eval mode.
-
-    ``dtype`` defaults to float32. No network access: ``path`` must be a folder on disk. Pickle weights
-    (``pytorch_model.bin``) are refused, as in :func:`interop.hf_bert.from_pretrained`.
+    Converted strictly. No network access: ``path`` must be a folder on disk. Pickle weights
+    (``pytorch_model.bin``) are refused, as in :func:`interop.hf_bert.read_pretrained`.
     """
-    folder, hf_config = _read_hf_config(path)
-    model = GPT(config_from_hf(hf_config)).to(torch.float32 if dtype is None else dtype)
-    load_hf_gpt2_state_dict(model, _read_safetensors(folder))
-    return model.eval()
+    return _hf.read_pretrained(path, config_from_hf, state_dict_from_hf)

@@ -1,4 +1,6 @@
-r"""Converters between our Llama-style :class:`models.gpt.GPT` and Hugging Face ``LlamaForCausalLM`` checkpoints.
+r"""Converters between our Llama-style :class:`models.gpt.GPT` and Hugging Face ``LlamaForCausalLM`` checkpoints, as
+data: :func:`config_from_hf` / :func:`config_to_hf`, :func:`state_dict_from_hf` / :func:`state_dict_to_hf` and
+:func:`read_pretrained` for a local folder (``GPT.from_pretrained`` and ``GPT.from_hf`` call them).
 
 A Llama decoder is our GPT with ``positional="rope"``, ``norm="rms"``, ``activation="swiglu"``, ``bias=False`` and
 (usually) ``tie_head=False`` — see ``GPTConfig.llama_tiny()``. Both sides use ``nn.Linear`` orientation, so the
@@ -18,7 +20,7 @@ matrices are copied as they are. Key names (theirs -> ours), per block i:
 RoPE layout: Llama rotates the pairs (i, i + Dh/2) of every head ("rotate half"), our ``rope_convention="half"``.
 A model with ``rope_convention="interleaved"`` (pairs (2i, 2i + 1)) is the same function once the rows of W_q and
 W_k are permuted inside every head — row 2i of ours is their row i, row 2i + 1 their row i + Dh/2 — so that
-each rotated pair holds the same two numbers; the converter does that permutation when the model asks for it.
+each rotated pair holds the same two numbers; the converter does that permutation when the config asks for it.
 Scores q·k are sums over all Dh dimensions, so permuting q and k alike leaves them unchanged.
 
 Grouped-query attention (``num_key_value_heads`` < ``num_attention_heads``) is not implemented and is refused.
@@ -26,26 +28,25 @@ Grouped-query attention (``num_key_value_heads`` < ``num_attention_heads``) is n
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..config import GPTConfig
-from ..models.gpt import GPT
-from .hf_bert import LoadResult, _read_hf_config, _read_safetensors
-from .hf_gpt2 import check_gpt_family, copy_converted_
+from . import _hf
+from ._hf import LoadResult
 
 __all__ = [
-    "llama_key_pairs",
+    "key_pairs",
     "rope_row_permutation",
     "config_from_hf",
     "config_to_hf",
-    "load_hf_llama_state_dict",
-    "to_hf_llama_state_dict",
-    "from_hf_model",
-    "from_pretrained",
+    "state_dict_from_hf",
+    "state_dict_to_hf",
+    "read_pretrained",
     "LoadResult",
 ]
 
@@ -64,13 +65,13 @@ _ROTATED = ("self_attn.q_proj.weight", "self_attn.k_proj.weight")  # rows to per
 _BUFFERS = ("model.rotary_emb.inv_freq",)  # saved by some versions; recomputed here
 
 
-def _check_model(model: nn.Module) -> GPTConfig:
-    return check_gpt_family(
-        model, "Llama", "llama_tiny", positional="rope", norm="rms", activation="swiglu", bias=False
+def _check_config(config: GPTConfig) -> GPTConfig:
+    return _hf.check_family(
+        config, "Llama", "llama_tiny", positional="rope", norm="rms", activation="swiglu", bias=False
     )
 
 
-def llama_key_pairs(n_layers: int, *, tie_head: bool = False) -> list[tuple[str, str]]:
+def key_pairs(n_layers: int, *, tie_head: bool = False) -> list[tuple[str, str]]:
     """(Hugging Face key, our key) for every tensor, in state-dict order (no ``lm_head`` when tied)."""
     pairs = [("model.embed_tokens.weight", "token.weight")]
     for i in range(n_layers):
@@ -92,55 +93,58 @@ def rope_row_permutation(n_heads: int, d_head: int) -> Tensor:
     return torch.cat([h * d_head + within for h in range(n_heads)])  # (H·Dh,)
 
 
-def load_hf_llama_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], *, strict: bool = True) -> LoadResult:
-    """Copy a Hugging Face ``LlamaForCausalLM`` state dict into our Llama-style ``model``.
+def _permute_rotated_rows(state: dict[str, Tensor], perm: Tensor) -> dict[str, Tensor]:
+    """W_q and W_k (H·Dh, D) with their rows reordered within every head by ``perm``; other tensors unchanged."""
+    return {key: value[perm] if key.endswith(_ROTATED) else value for key, value in state.items()}
 
-    Missing keys are an error; with ``strict`` (default) unexpected keys too, otherwise they are returned.
-    A tied model refuses an ``lm_head.weight`` that differs from the embedding. With
-    ``rope_convention="interleaved"`` the q/k rows are permuted (see the module docstring).
+
+def state_dict_from_hf(
+    hf_state_dict: Mapping[str, Tensor], config: GPTConfig, *, strict: bool = True
+) -> tuple[dict[str, Tensor], LoadResult]:
+    """A Hugging Face ``LlamaForCausalLM`` state dict -> (our Llama-style GPT's state dict, result).
+
+    Missing keys are an error; with ``strict`` (default) unexpected keys too, otherwise they are listed in the
+    :class:`LoadResult`. A tied config refuses an ``lm_head.weight`` that differs from the embedding. With
+    ``rope_convention="interleaved"`` the q/k rows are permuted (see the module docstring). The result holds
+    every key of ``GPT(config).state_dict()``: load it with ``model.load_state_dict``.
     """
-    c = _check_model(model)
-    pairs = llama_key_pairs(c.n_layers, tie_head=c.tie_head)
-    used = {k for k in _BUFFERS if k in state_dict}
-    if c.tie_head and "lm_head.weight" in state_dict:
-        used.add("lm_head.weight")
-        if not torch.equal(state_dict["lm_head.weight"], state_dict.get("model.embed_tokens.weight", torch.empty(0))):
-            raise ValueError(
-                "lm_head.weight differs from model.embed_tokens.weight: this checkpoint's head is untied; build "
-                "the model with tie_head=False (config_from_hf reads tie_word_embeddings)"
-            )
-    missing = [theirs for theirs, _ in pairs if theirs not in state_dict]
-    unexpected = sorted(set(state_dict) - {theirs for theirs, _ in pairs} - used)
-    if missing or (strict and unexpected):
-        raise ValueError(
-            f"the state dict does not match GPT(n_layers={c.n_layers}, tie_head={c.tie_head}) as Llama:\n"
-            f"  missing keys ({len(missing)}): {missing}\n"
-            f"  unexpected keys ({len(unexpected)}): {unexpected}"
+    c = _check_config(config)
+    pairs = key_pairs(c.n_layers, tie_head=c.tie_head)
+    accounted_for = {k for k in _BUFFERS if k in hf_state_dict}
+    if c.tie_head:
+        reason = (
+            "this checkpoint's head is untied; build the model with tie_head=False (config_from_hf reads "
+            "tie_word_embeddings)"
         )
-    perm = rope_row_permutation(c.n_heads, c.d_head) if c.rope_convention == "interleaved" else None
-    converted = {}
-    for theirs, ours in pairs:
-        value = state_dict[theirs]
-        if perm is not None and ours.endswith(_ROTATED):
-            value = value[perm]  # (H·Dh, D): rows reordered within every head
-        converted[ours] = value
-    copy_converted_(model, converted)
-    return LoadResult([], unexpected)
+        accounted_for |= _hf.check_tied(hf_state_dict, "lm_head.weight", "model.embed_tokens.weight", reason)
+    result = _hf.match_keys(
+        hf_state_dict,
+        [theirs for theirs, _ in pairs],
+        accounted_for,
+        described=f"GPT(n_layers={c.n_layers}, tie_head={c.tie_head}) as Llama",
+        strict=strict,
+        allow_missing=False,
+    )
+    if c.tie_head:
+        pairs.append(("model.embed_tokens.weight", "lm_head.weight"))  # one matrix, listed under both our names
+    converted = [(ours, theirs, hf_state_dict[theirs]) for theirs, ours in pairs]
+    state = _hf.checked_state_dict(converted, _hf.gpt_state_shapes(c), hf_state_dict)
+    if c.rope_convention == "interleaved":
+        state = _permute_rotated_rows(state, rope_row_permutation(c.n_heads, c.d_head))
+    return state, result
 
 
-def to_hf_llama_state_dict(model: nn.Module) -> dict[str, Tensor]:
-    """Our Llama-style GPT -> a ``LlamaForCausalLM`` state dict (``lm_head.weight`` always present, as their
-    ``state_dict()`` lists it). An interleaved-RoPE model has its q/k rows permuted back to the half layout."""
-    c = _check_model(model)
-    ours = {k: v.detach() for k, v in model.state_dict().items()}
-    inverse = torch.argsort(rope_row_permutation(c.n_heads, c.d_head)) if c.rope_convention == "interleaved" else None
-    out = {}
-    for theirs, mine in llama_key_pairs(c.n_layers, tie_head=False):
-        value = ours[mine]
-        if inverse is not None and mine.endswith(_ROTATED):
-            value = value[inverse]
-        out[theirs] = value.clone().contiguous()
-    return out
+def state_dict_to_hf(state_dict: Mapping[str, Tensor], config: GPTConfig) -> dict[str, Tensor]:
+    """Our Llama-style GPT's state dict -> a ``LlamaForCausalLM`` state dict (``lm_head.weight`` always present,
+    as their ``state_dict()`` lists it). An interleaved-RoPE config has its q/k rows permuted back to the half
+    layout. Tensors are detached contiguous copies."""
+    c = _check_config(config)
+    pairs = key_pairs(c.n_layers, tie_head=False)
+    _hf.require_keys(state_dict, [ours for _, ours in pairs], f"GPT(n_layers={c.n_layers}) as Llama")
+    ours = {mine: state_dict[mine].detach() for _, mine in pairs}
+    if c.rope_convention == "interleaved":
+        ours = _permute_rotated_rows(ours, torch.argsort(rope_row_permutation(c.n_heads, c.d_head)))
+    return {theirs: ours[mine].clone().contiguous() for theirs, mine in pairs}
 
 
 # ---- configs and folders --------------------------------------------------------------------------------
@@ -156,19 +160,8 @@ def _rope_theta(hf: Mapping) -> float:
     return float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
 
 
-def config_from_hf(hf: Mapping, *, rope_convention: str = "half") -> GPTConfig:
-    """A Hugging Face Llama ``config.json`` (as a dict) -> :class:`GPTConfig`; ValueError for what we cannot run.
-
-    ``rope_convention="interleaved"`` builds a model in that layout (the weights are then permuted on load).
-    """
-    if not isinstance(hf, Mapping):
-        raise TypeError(f"the config must be a mapping (the parsed config.json), got {type(hf).__name__}")
-    if hf.get("model_type", "llama") != "llama":
-        raise ValueError(f"config.json has model_type={hf['model_type']!r}; only 'llama' checkpoints are supported")
-    required = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
-    missing = [name for name in required if name not in hf]
-    if missing:
-        raise ValueError(f"config.json lacks the Llama field(s) {missing}")
+def _check_supported(hf: Mapping) -> None:
+    """ValueError for the Llama options this model does not implement."""
     d_model, n_heads = hf["hidden_size"], hf["num_attention_heads"]
     kv_heads = hf.get("num_key_value_heads") or n_heads
     if kv_heads != n_heads:
@@ -184,17 +177,33 @@ def config_from_hf(hf: Mapping, *, rope_convention: str = "half") -> GPTConfig:
         raise ValueError("attention_bias / mlp_bias = True are not supported (Llama projections are bias-free)")
     if hf.get("pretraining_tp", 1) != 1:
         raise ValueError(f"pretraining_tp={hf['pretraining_tp']} (sliced projections) is not supported")
-    dropout = float(hf.get("attention_dropout", 0.0))
-    fields = dict(
+
+
+def config_from_hf(hf_config: Mapping, *, rope_convention: str = "half") -> GPTConfig:
+    """A Hugging Face Llama ``config.json`` (as a dict) -> :class:`GPTConfig`; ValueError for what we cannot run.
+
+    ``rope_convention="interleaved"`` builds a model in that layout (the weights are then permuted on load).
+    """
+    hf = hf_config
+    if not isinstance(hf, Mapping):
+        raise TypeError(f"the config must be a mapping (the parsed config.json), got {type(hf).__name__}")
+    if hf.get("model_type", "llama") != "llama":
+        raise ValueError(f"config.json has model_type={hf['model_type']!r}; only 'llama' checkpoints are supported")
+    required = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+    missing = [name for name in required if name not in hf]
+    if missing:
+        raise ValueError(f"config.json lacks the Llama field(s) {missing}")
+    _check_supported(hf)
+    return GPTConfig(
         vocab_size=hf["vocab_size"],
-        d_model=d_model,
-        n_heads=n_heads,
+        d_model=hf["hidden_size"],
+        n_heads=hf["num_attention_heads"],
         n_layers=hf["num_hidden_layers"],
         d_ff=hf["intermediate_size"],
         max_len=hf.get("max_position_embeddings", 2048),
         dropout=0.0,
         embedding_dropout=0.0,
-        attention_dropout=dropout,
+        attention_dropout=float(hf.get("attention_dropout", 0.0)),
         activation="swiglu",
         norm="rms",
         layer_norm_eps=hf.get("rms_norm_eps", 1e-6),
@@ -203,12 +212,8 @@ def config_from_hf(hf: Mapping, *, rope_convention: str = "half") -> GPTConfig:
         rope_convention=rope_convention,
         bias=False,
         tie_head=bool(hf.get("tie_word_embeddings", False)),
+        **_hf.optional_fields(hf),
     )
-    if "initializer_range" in hf:
-        fields["initializer_range"] = hf["initializer_range"]
-    if hf.get("pad_token_id") is not None:
-        fields["pad_id"] = hf["pad_token_id"]
-    return GPTConfig(**fields)
 
 
 def config_to_hf(config: GPTConfig) -> dict:
@@ -238,18 +243,8 @@ def config_to_hf(config: GPTConfig) -> dict:
     return out
 
 
-def from_hf_model(hf_model: nn.Module, *, rope_convention: str = "half") -> GPT:
-    """A live ``transformers`` Llama model -> our GPT with the same config and weights, in eval mode, float32."""
-    model = GPT(config_from_hf(hf_model.config.to_dict(), rope_convention=rope_convention))
-    load_hf_llama_state_dict(model, hf_model.state_dict())
-    return model.eval()
-
-
-def from_pretrained(path: str | os.PathLike, *, dtype: torch.dtype | None = None, rope_convention: str = "half") -> GPT:
-    """Build our GPT from a local Hugging Face Llama folder (``config.json`` + ``model.safetensors``), in eval mode."""
-    folder, hf_config = _read_hf_config(path)
-    model = GPT(config_from_hf(hf_config, rope_convention=rope_convention)).to(
-        torch.float32 if dtype is None else dtype
-    )
-    load_hf_llama_state_dict(model, _read_safetensors(folder))
-    return model.eval()
+def read_pretrained(path: str | os.PathLike, *, rope_convention: str = "half") -> tuple[GPTConfig, dict[str, Tensor]]:
+    """(config, our GPT's state dict) of a local Hugging Face Llama folder (``config.json`` + ``model.safetensors``),
+    converted strictly; ``rope_convention`` as in :func:`config_from_hf`."""
+    read_config = functools.partial(config_from_hf, rope_convention=rope_convention)
+    return _hf.read_pretrained(path, read_config, state_dict_from_hf)

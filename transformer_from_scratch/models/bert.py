@@ -35,6 +35,7 @@ from .. import masks
 from .._validation import check_ids_2d, check_labels, check_same_shape, check_token_ids, check_valid
 from ..config import BertConfig
 from ..heads import CLSPooler, MLMHead, NSPHead, pretraining_loss
+from ..interop import hf_bert
 from ..layers import LayerNorm, TokenEmbedding
 from ..positional import LearnedPositionalEmbedding
 from ..stacks import Encoder
@@ -127,11 +128,13 @@ class BertModel(nn.Module):
     def from_pretrained(cls, path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> BertModel:
         """Load a Hugging Face BERT folder (``config.json`` + ``model.safetensors``) — in eval mode.
 
-        See :func:`interop.hf_bert.from_pretrained` for the accepted files and the errors.
+        See :func:`interop.hf_bert.read_pretrained` for the accepted files and the errors. ``dtype`` defaults to
+        float32 whatever the checkpoint stores. No network access: ``path`` must be a folder on disk.
         """
-        from ..interop.hf_bert import from_pretrained
-
-        return from_pretrained(path, cls, dtype=dtype)
+        config, state = hf_bert.read_pretrained(path)
+        model = cls(config).to(torch.float32 if dtype is None else dtype)  # randomly initialised, then overwritten
+        model.load_state_dict(state)  # casts every tensor to the model's dtype
+        return model.eval()
 
     # ---- inputs -----------------------------------------------------------------------------------------
 
@@ -221,9 +224,10 @@ class BertForPreTraining(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> BertForPreTraining:
         """Load a Hugging Face ``BertForPreTraining`` folder (keys ``bert.*`` and ``cls.*``), in eval mode."""
-        from ..interop.hf_bert import from_pretrained
-
-        return from_pretrained(path, cls, dtype=dtype)
+        config, state = hf_bert.read_pretrained(path, pretraining=True)
+        model = cls(config).to(torch.float32 if dtype is None else dtype)  # randomly initialised, then overwritten
+        model.load_state_dict(state)  # the tied MLM decoder is listed under both names, with one tensor
+        return model.eval()
 
     def forward(
         self,

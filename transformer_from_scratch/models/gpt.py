@@ -34,6 +34,7 @@ and values, with positions and padding continued from the cache. The result equa
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +45,7 @@ from .._validation import check_ids_2d, check_labels, check_same_shape, check_to
 from ..attention import KVCache
 from ..config import GPTConfig
 from ..functional import cross_entropy
+from ..interop import hf_causal_lm
 from ..layers import LayerNorm, RMSNorm, TokenEmbedding
 from ..positional import LearnedPositionalEmbedding, RotaryEmbedding
 from ..stacks import CausalDecoder
@@ -171,6 +173,33 @@ class GPT(nn.Module):
                     module.weight.fill_(1.0)
                     if isinstance(module, LayerNorm):
                         module.bias.zero_()
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | os.PathLike, *, dtype: torch.dtype | None = None, rope_convention: str = "half"
+    ) -> GPT:
+        """Load a local Hugging Face GPT-2 or Llama folder (``config.json`` + ``model.safetensors``), in eval mode.
+
+        The family comes from config.json's ``model_type`` (:mod:`interop.hf_causal_lm`); ``rope_convention`` is
+        the RoPE layout to build a Llama in (its weights are permuted to match). ``dtype`` defaults to float32.
+        No network access: ``path`` must be a folder on disk; pickle weights are refused.
+        """
+        config, state = hf_causal_lm.read_pretrained(path, rope_convention=rope_convention)
+        model = cls(config).to(torch.float32 if dtype is None else dtype)  # randomly initialised, then overwritten
+        model.load_state_dict(state)  # casts every tensor to the model's dtype
+        return model.eval()
+
+    @classmethod
+    def from_hf(cls, hf_model: nn.Module, *, rope_convention: str = "half") -> GPT:
+        """A live ``transformers`` GPT-2 or Llama model -> our GPT with its config and weights, float32, eval mode.
+
+        Reads only ``hf_model.config.to_dict()`` and ``hf_model.state_dict()`` (converted strictly).
+        """
+        config = hf_causal_lm.config_from_hf(hf_model.config.to_dict(), rope_convention=rope_convention)
+        state, _ = hf_causal_lm.state_dict_from_hf(hf_model.state_dict(), config)
+        model = cls(config)
+        model.load_state_dict(state)
+        return model.eval()
 
     def new_kv_cache(self) -> KVCache:
         """An empty cache with one layer cache per block, for ``forward(..., kv_cache=...)``."""
