@@ -113,7 +113,8 @@ class GPT(nn.Module):
     """A decoder-only Transformer language model (GPT-2 by default; Llama-style by configuration).
 
     Build it from a config — ``GPT(GPTConfig.tiny())``, ``GPT(GPTConfig.gpt2_small())``,
-    ``GPT(GPTConfig.llama_tiny())`` — or convert a Hugging Face model with :mod:`interop.hf_gpt2` /
+    ``GPT(GPTConfig.llama_tiny())`` — or load a Hugging Face GPT-2 / Llama folder with :meth:`from_pretrained`
+    (an in-memory Hugging Face model with :meth:`from_hf`); the key mappings are in :mod:`interop.hf_gpt2` and
     :mod:`interop.hf_llama`.
 
     Sub-modules: ``token`` (:class:`~layers.TokenEmbedding`, unscaled), ``position``
