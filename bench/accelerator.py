@@ -184,7 +184,7 @@ def throughput_rows(med: dict[str, float], base: float, tokens: int) -> list[dic
     ]
 
 
-def throughput(device: torch.device, quick: bool, results: dict) -> None:
+def throughput(device: torch.device, quick: bool, results: dict, save) -> None:
     """Eager first (all four models, interleaved), then compiled (each impl), printing as it goes."""
     cfg = gpt2_small("plain", quick)
     batch, context = (8, cfg.max_len)
@@ -217,6 +217,7 @@ def throughput(device: torch.device, quick: bool, results: dict) -> None:
     results["throughput"] = throughput_rows(med, base, batch * context)
     for row in results["throughput"]:
         print("  ", row)
+    save()
     for impl in IMPLS:
         start = time.perf_counter()
         step = make_step(models[impl], x, y, compiled=True)
@@ -227,6 +228,7 @@ def throughput(device: torch.device, quick: bool, results: dict) -> None:
         row["compile seconds"] = round(compile_seconds, 1)
         results["throughput"].append(row)
         print("  ", row)
+        save()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,11 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     for row in results["sync_free"]:
         print("  ", row)
     print("\n3–4. GPT training step, bf16 autocast: eager and torch.compile(fullgraph=True) per impl")
-    if args.json:  # what is known so far, in case the throughput part is cut short
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
-    throughput(device, args.quick, results)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+
+    def save() -> None:  # what is known so far, in case a later part is cut short
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+
+    save()
+    throughput(device, args.quick, results, save)
     failed = [r for r in results["sync_free"] if not r["sync_free"]]
     return 1 if failed else 0
 
