@@ -19,7 +19,7 @@ from .checkpoint import (
 from .clipping import clip_grad_norm_, grad_norm
 from .optim import AdamW, param_groups_for_weight_decay
 from .schedules import Schedule, constant, cosine_with_warmup, inverse_sqrt, set_lr
-from .trainer import History, NonFiniteLossError, TrainConfig, Trainer
+from .trainer import History, NonFiniteLossError, TrainConfig, Trainer, to_device
 from .utils import count_parameters, pick_device, seed_everything
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
     "Trainer",
+    "to_device",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
