@@ -1,6 +1,7 @@
 """Training: the Trainer loop, safetensors checkpoints, the AdamW optimiser, gradient clipping, learning-rate
-schedules and run helpers. (The loss, ``functional.cross_entropy``, lives beside the functional core; batches are
-made in ``datasets.batching``.)
+schedules and run helpers — the generic machinery, which knows no model, no dataset and no metric. (The loss,
+``functional.cross_entropy``, lives beside the functional core; batches are made in ``datasets.batching``; the
+recipes that put a model, its data and its measurements into a trainer live one floor up, in ``recipes/``.)
 
 Each piece is written from scratch and tested against its PyTorch counterpart:
 ``AdamW`` ≡ ``torch.optim.AdamW``, ``clip_grad_norm_`` ≡
