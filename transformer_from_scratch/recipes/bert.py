@@ -82,7 +82,7 @@ from ..positional import sinusoidal_table
 from ..tokenizers.base import Tokenizer
 from ..tokenizers.wordpiece import WordPieceTokenizer
 from ..training import TrainConfig, Trainer, count_parameters, seed_everything, to_device
-from .runs import Run, common_train_config, finish_run, fit, write_run_setup
+from .runs import Report, Run, check_input, common_train_config, finish_run, fit, write_run_setup
 
 __all__ = [
     "BertBatch",
@@ -474,9 +474,9 @@ def evaluate_bert(
 
 
 @dataclass(frozen=True)
-class BertReport:
-    """The held-out numbers of a finished BERT run (:func:`evaluate_bert`'s, see the module docstring), and the
-    size and length of the run."""
+class BertReport(Report):
+    """The held-out numbers of a finished BERT run (:func:`evaluate_bert`'s, see the module docstring), after the
+    model's size and the run's length (:class:`~.runs.Report`)."""
 
     mlm_accuracy: float
     unigram_baseline_accuracy: float
@@ -488,16 +488,11 @@ class BertReport:
     nsp_loss: float
     nsp_pairs: int
     loss: float
-    n_parameters: int
-    steps: int
-    seconds: float  # wall time of training
 
 
 def _check_fits(data: BertData, model_config: BertConfig) -> None:
-    if not isinstance(data, BertData):
-        raise TypeError(f"data must be a BertData (from prepare_bert_data), got {type(data).__name__}")
-    if not isinstance(model_config, BertConfig):
-        raise TypeError(f"model_config must be a BertConfig (see bert_model_config), got {type(model_config).__name__}")
+    check_input("data", data, BertData, "prepare_bert_data")
+    check_input("model_config", model_config, BertConfig, "bert_model_config")
     vocab_size = data.tokenizer.vocab_size
     if model_config.vocab_size != vocab_size or model_config.max_len < data.max_len:
         raise ValueError(

@@ -69,7 +69,7 @@ from ..functional import cross_entropy
 from ..models.gpt import GPT
 from ..tokenizers import BPETokenizer, CharTokenizer, SpecialTokens, Tokenizer
 from ..training import TrainConfig, Trainer, count_parameters, seed_everything
-from .runs import Run, common_train_config, finish_run, fit, write_run_setup
+from .runs import Report, Run, check_input, common_train_config, finish_run, fit, write_run_setup
 
 __all__ = [
     "TOKENIZERS",
@@ -433,8 +433,9 @@ def default_prompt(data: LMData) -> str:
 
 
 @dataclass(frozen=True)
-class LMReport:
-    """The numbers of a finished GPT run (losses in nats per token of the run's tokenizer)."""
+class LMReport(Report):
+    """The numbers of a finished GPT run (losses in nats per token of the run's tokenizer), after the model's size
+    and the run's length (:class:`~.runs.Report`)."""
 
     val_loss: float
     val_perplexity: float
@@ -444,9 +445,6 @@ class LMReport:
     train_tokens: int
     vocab_size: int
     tokenizer: str  # "char" or "bpe"
-    n_parameters: int
-    steps: int
-    seconds: float
     tokens_per_s: float  # median over the training steps
     prompt: str
     sample: str  # the prompt and its sampled continuation
@@ -455,10 +453,8 @@ class LMReport:
 
 def _check_fits(data: LMData, model_config: GPTConfig) -> None:
     """The model must read the data's tokens, and both streams must be long enough to train and to score."""
-    if not isinstance(data, LMData):
-        raise TypeError(f"data must be an LMData (from load_lm_data), got {type(data).__name__}")
-    if not isinstance(model_config, GPTConfig):
-        raise TypeError(f"model_config must be a GPTConfig (see gpt_model_config), got {type(model_config).__name__}")
+    check_input("data", data, LMData, "load_lm_data")
+    check_input("model_config", model_config, GPTConfig, "gpt_model_config")
     if model_config.vocab_size != data.vocab_size:
         raise ValueError(
             f"model_config.vocab_size={model_config.vocab_size} does not fit the data's vocabulary of "

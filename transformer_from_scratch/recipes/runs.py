@@ -1,6 +1,8 @@
 r"""What every recipe returns, and the folder a run leaves behind.
 
     Run                          model, tokenizer, history, report, data, trainer, folder: one class, three recipes
+    Report                       what every recipe's report holds: parameters, steps, seconds
+    check_input(name, value, …)  a TypeError that names the argument and the function that makes the right thing
     common_train_config(...)     the optimisation the three recipes share; each changes a few fields on top
     make_run_folder(base)        a fresh folder base/<timestamp> (…-2, …-3 for runs started in the same second)
     write_run_setup(config, …)   model_config.json and tokenizer.json, written before training starts
@@ -39,6 +41,8 @@ __all__ = [
     "MODEL_CONFIG_FILE",
     "TOKENIZER_FILE",
     "Run",
+    "Report",
+    "check_input",
     "common_train_config",
     "make_run_folder",
     "write_history",
@@ -71,6 +75,22 @@ class Run:
     data: Any
     trainer: Trainer
     folder: Path | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """What every recipe's report holds besides its own measurements (``LMReport``, ``BertReport`` and
+    ``Seq2SeqReport`` add those): the size of the model and the length of the run."""
+
+    n_parameters: int
+    steps: int  # optimizer updates done
+    seconds: float  # wall time of training
+
+
+def check_input(name: str, value: Any, expected: type, made_by: str) -> None:
+    """Raise a TypeError naming the argument, the type a recipe expects and the function that makes one."""
+    if not isinstance(value, expected):
+        raise TypeError(f"{name} must be a {expected.__name__} (from {made_by}), got {type(value).__name__}")
 
 
 def common_train_config(*, steps: int, **changes) -> TrainConfig:

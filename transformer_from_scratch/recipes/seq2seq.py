@@ -37,7 +37,7 @@ from ..functional import cross_entropy
 from ..metrics import exact_match, token_accuracy
 from ..models import EncoderDecoder
 from ..training import TrainConfig, Trainer, count_parameters, seed_everything
-from .runs import Run, common_train_config, finish_run, fit, write_run_setup
+from .runs import Report, Run, check_input, common_train_config, finish_run, fit, write_run_setup
 
 __all__ = [
     "Seq2SeqData",
@@ -216,9 +216,10 @@ def seq2seq_train_config(**overrides) -> TrainConfig:
 
 
 @dataclass(frozen=True)
-class Seq2SeqReport:
-    """The test-split numbers of a finished encoder–decoder run: exact match of the decoded outputs (greedy when
-    ``beam_size`` is 1, else beam search) over ``test_pairs`` strings, and the first test string, decoded."""
+class Seq2SeqReport(Report):
+    """The test-split numbers of a finished encoder–decoder run, after the model's size and the run's length
+    (:class:`~.runs.Report`): exact match of the decoded outputs (greedy when ``beam_size`` is 1, else beam
+    search) over ``test_pairs`` strings, and the first test string, decoded."""
 
     exact_match: float
     test_pairs: int
@@ -226,16 +227,11 @@ class Seq2SeqReport:
     example_source: str
     example_output: str
     example_target: str
-    n_parameters: int
-    steps: int
-    seconds: float  # wall time of training
 
 
 def _check_fits(data: Seq2SeqData, model_config: TransformerConfig) -> None:
-    if not isinstance(data, Seq2SeqData):
-        raise TypeError(f"data must be a Seq2SeqData (from seq2seq_data), got {type(data).__name__}")
-    if not isinstance(model_config, TransformerConfig):
-        raise TypeError(f"model_config must be a TransformerConfig, got {type(model_config).__name__}")
+    check_input("data", data, Seq2SeqData, "seq2seq_data")
+    check_input("model_config", model_config, TransformerConfig, "seq2seq_model_config")
     vocab_size = len(data.vocab)
     if (model_config.src_vocab_size, model_config.tgt_vocab_size) != (vocab_size, vocab_size):
         raise ValueError(
