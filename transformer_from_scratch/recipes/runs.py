@@ -64,8 +64,8 @@ class Run:
     and BERT, the ``SymbolVocab`` of the synthetic tasks); history — one dict per step (``train_loss``, ``lr``, …;
     ``val_*`` at evaluation steps); report — the final held-out measurements (``LMReport``, ``BertReport``,
     ``Seq2SeqReport``); data — what the recipe trained on (``LMData``, ``BertData``, ``Seq2SeqData``); trainer —
-    to continue with ``trainer.fit()`` after raising ``steps``; folder — where checkpoints and run files went
-    (``train_config.out_dir``), or None.
+    the :class:`Trainer` that ran (its optimizer, generator and step); folder — where checkpoints and run files
+    went (``train_config.out_dir``), or None.
     """
 
     model: nn.Module
