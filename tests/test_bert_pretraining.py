@@ -1,6 +1,7 @@
-"""The BERT pre-training recipe: the evaluation counts exactly what it says (only [MASK] positions, the unigram
-baseline of the *training* targets, NSP pairs), batches carry consistent MLM/NSP labels, the gathered MLM loss equals
-the full forward's, a few steps on a tiny corpus learn something measurable, and a resumed run is the same run.
+"""The BERT pre-training recipe (recipes/bert.py): the evaluation counts exactly what it says (only [MASK]
+positions, the unigram baseline of the *training* targets, NSP pairs), batches carry consistent MLM/NSP labels, the
+gathered MLM loss equals the full forward's, a few steps on a tiny corpus learn something measurable, and a resumed
+run is the same run.
 
 The learnability test uses a small synthetic corpus with a rule a model can find in seconds: each document talks
 about one of four topics, and every sentence walks that topic's six words in a fixed cyclic order — so a masked
@@ -26,8 +27,7 @@ from transformer_from_scratch.datasets.corpus import Corpus, Document, corpus_ca
 from transformer_from_scratch.models.bert import BertForPreTraining
 from transformer_from_scratch.objectives.nsp import IS_NEXT, NOT_NEXT
 from transformer_from_scratch.positional import sinusoidal_table
-from transformer_from_scratch.tokenizers.wordpiece import WordPieceTokenizer
-from transformer_from_scratch.training.bert_pretraining import (
+from transformer_from_scratch.recipes.bert import (
     BertBatch,
     BertData,
     bert_loss,
@@ -37,9 +37,10 @@ from transformer_from_scratch.training.bert_pretraining import (
     make_bert_batch,
     make_bert_trainer,
     prepare_bert_data,
-    pretrain_bert,
+    train_bert,
     train_wordpiece,
 )
+from transformer_from_scratch.tokenizers.wordpiece import WordPieceTokenizer
 from transformer_from_scratch.training.checkpoint import checkpoint_dir_name, list_checkpoints
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # ids 0 … 4, BERT's order
@@ -77,8 +78,7 @@ def topic_data() -> BertData:
         topic_corpus(12, seed=2, name="heldout"),
         max_len=32,
         train_passes=4,
-        tokenizer=topic_tokenizer(),
-        cache=False,
+        tokenizer=topic_tokenizer(),  # given: nothing is trained or cached
     )
 
 
@@ -148,7 +148,7 @@ def test_unigram_token_is_the_most_frequent_non_special_training_token():
         )
     )
     heldout = Corpus((Document("c", ("apple banana .", "cherry apple .")), Document("d", ("banana .", "apple ."))))
-    data = prepare_bert_data(train, heldout, max_len=16, train_passes=1, tokenizer=tokenizer, cache=False)
+    data = prepare_bert_data(train, heldout, max_len=16, train_passes=1, tokenizer=tokenizer)
     # counted by hand, specials excluded: apple 4, banana 4, "." 5, cherry 3 -> "."; [MASK] (5×) is special
     assert tokenizer.id_to_token(data.unigram_token) == "."
     counts = Counter(t for doc in data.train_documents for s in doc for t in s if t not in tokenizer.special_ids)
@@ -241,10 +241,8 @@ def test_a_few_hundred_steps_on_a_tiny_corpus_learn_both_objectives():
     data = topic_data()
     trainer = make_bert_trainer(
         data,
-        batch_size=16,
-        seed=0,
-        model_config=tiny_model_config(data),
-        train_config=bert_train_config(steps=400, warmup_steps=25, eval_every=400),
+        tiny_model_config(data),
+        bert_train_config(steps=400, warmup_steps=25, eval_every=400, batch_size=16, seed=0),
     )
     before = evaluate_bert(trainer.model, data.heldout_batches, mask_id=4, unigram_token=data.unigram_token)
     history = trainer.fit()
@@ -262,24 +260,24 @@ def test_a_few_hundred_steps_on_a_tiny_corpus_learn_both_objectives():
 
 def test_a_resumed_run_is_the_same_run(tmp_path):
     data = topic_data()
-    options = dict(
-        data=data,
-        model_config=tiny_model_config(data),
-        train_config=bert_train_config(steps=20, warmup_steps=2, eval_every=10),
-        batch_size=8,
-        seed=3,
-    )
-    whole = pretrain_bert(out_dir=tmp_path / "whole", checkpoint_every=10, **options)
+    model_config = tiny_model_config(data)
+
+    def train_config(out_dir, **changes):
+        return bert_train_config(
+            steps=20, warmup_steps=2, eval_every=10, batch_size=8, seed=3, out_dir=out_dir, **changes
+        )
+
+    whole = train_bert(data, model_config, train_config(tmp_path / "whole", checkpoint_every=10))
     assert [c.name for c in list_checkpoints(tmp_path / "whole")] == [checkpoint_dir_name(10), checkpoint_dir_name(20)]
     assert WordPieceTokenizer.load(tmp_path / "whole" / "tokenizer.json").vocab == data.tokenizer.vocab
-    resumed = pretrain_bert(
-        out_dir=tmp_path / "resumed", resume=tmp_path / "whole" / checkpoint_dir_name(10), **options
+    resumed = train_bert(
+        data, model_config, train_config(tmp_path / "resumed"), resume=tmp_path / "whole" / checkpoint_dir_name(10)
     )
-    assert resumed.report["steps"] == whole.report["steps"] == 20
+    assert resumed.report.steps == whole.report.steps == 20
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in whole.history]
     for (name, p), q in zip(whole.model.named_parameters(), resumed.model.parameters()):
         assert torch.equal(p, q), name
-    assert resumed.report["nsp_accuracy"] == whole.report["nsp_accuracy"]
+    assert resumed.report.nsp_accuracy == whole.report.nsp_accuracy
 
 
 # ------------------------------------------------------------------------------------ tokenizer and errors
@@ -303,19 +301,21 @@ def test_position_init_starts_the_position_table_as_a_scaled_sinusoid():
     data = topic_data()
     config = tiny_model_config(data)
     table = sinusoidal_table(config.max_len, config.d_model).float()  # (max_len, D)
-    scaled = make_bert_trainer(data, model_config=config, position_init=0.3).model.bert.embeddings.position.weight
+    scaled = make_bert_trainer(
+        data, config, bert_train_config(), position_init=0.3
+    ).model.bert.embeddings.position.weight
     assert_close(scaled.detach(), 0.3 * table)
-    default = make_bert_trainer(data, model_config=config).model.bert.embeddings.position.weight
+    default = make_bert_trainer(data, config, bert_train_config()).model.bert.embeddings.position.weight
     assert default.detach().std().item() == pytest.approx(config.initializer_range, rel=0.1)  # BERT's N(0, σ²)
 
 
 def test_bad_arguments_are_named():
     data = topic_data()
     with pytest.raises(ValueError, match="batch_size"):
-        make_bert_trainer(data, batch_size=0)
+        bert_train_config(batch_size=0)
     with pytest.raises(ValueError, match="vocab_size=99"):
-        make_bert_trainer(data, model_config=tiny_model_config(data, vocab_size=99))
+        make_bert_trainer(data, tiny_model_config(data, vocab_size=99), bert_train_config())
     with pytest.raises(ValueError, match="checkpoint_every needs out_dir"):
-        pretrain_bert(data=data, checkpoint_every=5, steps=5)
+        bert_train_config(checkpoint_every=5)
     with pytest.raises(ValueError, match="vocab_size"):
         train_wordpiece(topic_corpus(1, seed=0, name="x"), 0, cache=False)

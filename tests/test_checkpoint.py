@@ -202,7 +202,7 @@ def make_trainer(out_dir, *, init_seed: int, **overrides) -> Trainer:
         return cross_entropy(model(batch[0]), batch[1])
 
     def train_batches(generator):
-        idx = torch.randint(0, 40, (6,), generator=generator)  # (B,)
+        idx = torch.randint(0, 40, (cfg.batch_size,), generator=generator)  # (B,)
         return x[idx], y[idx]
 
     def evaluate(model):
@@ -211,7 +211,7 @@ def make_trainer(out_dir, *, init_seed: int, **overrides) -> Trainer:
     torch.manual_seed(init_seed)
     model = DropoutNet()
     settings = dict(
-        steps=10, max_lr=2e-2, warmup_steps=3, weight_decay=0.05, grad_clip=0.5, grad_accumulation=2,
+        steps=10, batch_size=6, max_lr=2e-2, warmup_steps=3, weight_decay=0.05, grad_clip=0.5, grad_accumulation=2,
         eval_every=3, out_dir=out_dir, checkpoint_every=4, progress=False, seed=5,
     )  # fmt: skip
     cfg = TrainConfig(**(settings | overrides))
@@ -250,6 +250,15 @@ def test_resuming_with_a_different_config_is_refused_unless_asked(tmp_path):
         other.resume(tmp_path)
     other.resume(tmp_path, strict=False)
     assert other.step == 4
+
+
+def test_resuming_with_another_batch_size_is_refused(tmp_path):
+    """The batch size is part of TrainConfig, so a checkpoint remembers it and a resumed run cannot silently draw
+    other batches than the run it continues."""
+    make_trainer(tmp_path, init_seed=0, batch_size=6).fit(until=4)
+    other = make_trainer(tmp_path, init_seed=0, batch_size=12)
+    with pytest.raises(ValueError, match=r"different config \(batch_size: 6 -> 12\)"):
+        other.resume(tmp_path)
 
 
 def test_the_python_and_numpy_random_states_are_restored(tmp_path):

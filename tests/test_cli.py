@@ -10,7 +10,8 @@ from datetime import datetime
 import pytest
 
 from transformer_from_scratch import cli
-from transformer_from_scratch.cli import main
+from transformer_from_scratch.cli import build_parser, main
+from transformer_from_scratch.recipes import gpt, runs
 from transformer_from_scratch.verification import CHECKS
 
 
@@ -39,9 +40,24 @@ def test_tour_verifies_trains_and_writes_plots(tmp_path, capsys):
 
 def test_train_writes_history_and_checkpoints_and_resumes_the_same_run(tmp_path, capsys):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert main(["train", "copy", "--steps", "12", "--out", str(straight), "--no-progress"]) == 0
+    batch = ["--batch-size", "16"]  # not the default: the resumed run must take it from the checkpoint
+    assert main(["train", "copy", "--steps", "12", *batch, "--out", str(straight), "--no-progress"]) == 0
     assert (
-        main(["train", "copy", "--steps", "12", "--out", str(resumed), "--no-progress", "--checkpoint-every", "6"]) == 0
+        main(
+            [
+                "train",
+                "copy",
+                "--steps",
+                "12",
+                *batch,
+                "--out",
+                str(resumed),
+                "--no-progress",
+                "--checkpoint-every",
+                "6",
+            ]
+        )
+        == 0
     )
     capsys.readouterr()
     history = [json.loads(line) for line in (straight / "history.jsonl").read_text().splitlines()]
@@ -79,6 +95,9 @@ def test_train_writes_history_and_checkpoints_and_resumes_the_same_run(tmp_path,
         (["bogus"], "invalid choice"),
         (["train", "gpt", "--data", "/no/such/file.txt"], "/no/such/file.txt"),
         (["train", "gpt", "--tokenizer", "words", "--steps", "2"], "--tokenizer must be one of"),
+        (["train", "gpt", "--data", "/no/such/file.txt", "--steps", "5", "--warmup-steps", "5"], "warmup_steps"),
+        (["train", "gpt", "--n-heads", "3", "--data", "/no/such/file.txt"], "n_heads"),
+        (["train", "copy", "--impl", "fast"], "invalid choice"),
         (["train", "gpt", "--resume", "somewhere"], "--resume is not supported for gpt"),
         (["train", "bert", "--resume", "/no/such/run"], "no checkpoint at /no/such/run"),
     ],
@@ -144,7 +163,7 @@ def test_train_gpt_on_a_user_file_prints_loss_perplexity_and_a_sample(tmp_path, 
     ]
     code, stdout, _ = run(argv, capsys)
     assert code == 0
-    assert "validation loss" in stdout and "perplexity" in stdout and "sample" in stdout
+    assert "validation loss" in stdout and "perplexity" in stdout and "unigram" in stdout and "sample" in stdout
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == list(range(1, 31))
     assert {"step", "train_loss", "val_loss", "tokens_per_s"} <= set(history[-1])
@@ -169,9 +188,46 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeyp
         def now(cls, tz=None):
             return cls(2026, 11, 29, 7, 30, 5)
 
-    monkeypatch.setattr(cli, "datetime", FrozenClock)
+    monkeypatch.setattr(runs, "datetime", FrozenClock)
     monkeypatch.setenv("TFS_RUNS_DIR", str(tmp_path / "runs"))
     folders = [cli._runs_dir(None) for _ in range(3)]
     assert [f.name for f in folders] == ["20261129-073005", "20261129-073005-2", "20261129-073005-3"]
     assert all(f.is_dir() and f.parent == tmp_path / "runs" for f in folders)
     assert cli._runs_dir(str(tmp_path / "mine")) == tmp_path / "mine"  # --out is used as given
+
+
+def _parse_train(argv):
+    return build_parser().parse_args(["train", *argv])
+
+
+def test_gpt_flags_map_to_the_recipe_configs(tmp_path):
+    args = _parse_train(["gpt", "--steps", "50", "--beta2", "0.95", "--tokenizer", "bpe", "--no-progress"])
+    train_config = cli._train_config(args, gpt.gpt_train_config, tmp_path, cli._gpt_short_run)
+    assert train_config.steps == 50 and train_config.betas == (0.9, 0.95) and args.tokenizer == "bpe"
+    assert train_config.warmup_steps == 5  # scaled down for a short run
+    assert cli._gpt_model_options(args) == {"impl": "plain"}  # d_model and the rest: the recipe's
+    # No flags: exactly the recipe's configs, with the run folder and the progress bar.
+    defaults = _parse_train(["gpt"])
+    assert cli._train_config(defaults, gpt.gpt_train_config, tmp_path, cli._gpt_short_run) == gpt.gpt_train_config(
+        out_dir=str(tmp_path), progress=True
+    )
+    assert gpt.gpt_model_config(65, **cli._gpt_model_options(defaults)) == gpt.gpt_model_config(65)
+    assert (defaults.tokenizer, defaults.bpe_vocab_size, defaults.sample_tokens, defaults.temperature) == (
+        "char",
+        512,
+        200,
+        0.8,
+    )
+    # The flags every task shares (--steps, --seed, --impl …) serve gpt too; a gpt-only flag does not shadow them.
+    mixed = _parse_train(["gpt", "--steps", "7", "--d-model", "64", "--impl", "kernels", "--grad-clip", "0"])
+    config = cli._train_config(mixed, gpt.gpt_train_config, None, cli._gpt_short_run)
+    assert (config.steps, config.grad_clip, config.warmup_steps) == (7, None, 0)  # --grad-clip 0: no clipping
+    assert cli._gpt_model_options(mixed) == {"d_model": 64, "impl": "kernels"}
+
+
+def test_impl_reaches_the_model_config(tmp_path, capsys):
+    code, _, _ = run(
+        ["train", "copy", "--steps", "2", "--impl", "kernels", "--out", str(tmp_path), "--no-progress"], capsys
+    )
+    assert code == 0
+    assert json.loads((tmp_path / "model_config.json").read_text())["impl"] == "kernels"

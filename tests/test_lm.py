@@ -1,8 +1,9 @@
-"""The GPT language-model recipe (training/lm.py): data split, baseline, evaluation windows, a short run, the CLI."""
+"""The GPT language-model recipe (recipes/gpt.py): data split, baseline, evaluation windows, a short run.
+
+The command line that drives it (``tfs train gpt``) is tested in test_cli.py."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -11,27 +12,28 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
+from transformer_from_scratch.recipes import gpt
+from transformer_from_scratch.recipes.runs import HISTORY_FILE, MODEL_CONFIG_FILE, TOKENIZER_FILE
 from transformer_from_scratch.tokenizers import Tokenizer
-from transformer_from_scratch.training import lm
 
 # ---------------------------------------------------------------------------------------------------- data
 
 
 def test_split_text_is_a_contiguous_90_10_cut():
     text = "".join(chr(ord("a") + i % 26) for i in range(1003))
-    train, validation = lm.split_text(text)
+    train, validation = gpt.split_text(text)
     assert len(train) == math.floor(0.9 * 1003) == 902
     assert train + validation == text  # nothing lost, nothing shuffled
-    assert lm.split_text("abcdefghij", 0.5) == ("abcde", "fghij")
+    assert gpt.split_text("abcdefghij", 0.5) == ("abcde", "fghij")
 
 
 def test_user_file_is_split_90_10(tmp_path):
     text = "The quick brown fox jumps over the lazy dog.\n" * 40
     path = tmp_path / "story.txt"
     path.write_text(text, encoding="utf-8")
-    train, validation = lm.lm_texts(path)
+    train, validation = gpt.lm_texts(path)
     assert (train, validation) == (text[:1620], text[1620:])  # 1800 characters, cut at 1620
-    data = lm.load_lm_data(path, tokenizer="char")
+    data = gpt.load_lm_data(path, tokenizer="char")
     assert data.tokenizer.decode(data.train) == train
     assert data.tokenizer.decode(data.validation) == validation
     assert data.train.dtype == torch.long and data.train.dim() == 1
@@ -40,7 +42,7 @@ def test_user_file_is_split_90_10(tmp_path):
 def test_char_tokenizer_learns_from_the_train_text_only(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("aaaaaaaaab" * 9 + "zzzzzzzzzz", encoding="utf-8")  # "z" only in the last 10 %
-    data = lm.load_lm_data(path, tokenizer="char")
+    data = gpt.load_lm_data(path, tokenizer="char")
     tok = data.tokenizer
     assert "z" not in tok.tokenize("ab") and tok.vocab_size == 3  # <unk>, a, b
     assert bool((data.validation == tok.unk_id).all())  # validation-only characters are unknown
@@ -48,13 +50,13 @@ def test_char_tokenizer_learns_from_the_train_text_only(tmp_path):
 
 def test_bpe_tokenizer_is_cached_and_lossless(tmp_path):
     text = "the cat sat on the mat and the dog sat on the log. " * 30
-    first = lm.build_tokenizer("bpe", text, bpe_vocab_size=270, cache_dir=tmp_path)
+    first = gpt.build_tokenizer("bpe", text, bpe_vocab_size=270, cache_dir=tmp_path)
     cached = list((tmp_path / "lm-tokenizers").glob("bpe-270-*.json"))
     assert len(cached) == 1
-    second = lm.build_tokenizer("bpe", text, bpe_vocab_size=270, cache_dir=tmp_path)
+    second = gpt.build_tokenizer("bpe", text, bpe_vocab_size=270, cache_dir=tmp_path)
     assert second.merges == first.merges and second.vocab_size == 270
     cached[0].write_text("{not json")  # a damaged cache is rebuilt, not fatal
-    third = lm.build_tokenizer("bpe", text, bpe_vocab_size=270, cache_dir=tmp_path)
+    third = gpt.build_tokenizer("bpe", text, bpe_vocab_size=270, cache_dir=tmp_path)
     assert third.merges == first.merges
     assert third.decode(third.encode("the dog sat")) == "the dog sat"
 
@@ -72,7 +74,7 @@ def test_bpe_tokenizer_is_cached_and_lossless(tmp_path):
 def test_bad_data_paths_raise_clear_errors(tmp_path, make, error, words):
     path = make(tmp_path)
     with pytest.raises(error, match=words) as info:
-        lm.lm_texts(path)
+        gpt.lm_texts(path)
     assert str(path) in str(info.value)
 
 
@@ -82,12 +84,12 @@ def test_bad_data_paths_raise_clear_errors(tmp_path, make, error, words):
 def test_unigram_baseline_by_hand():
     # Train counts over V = 4: token 0 ×3, token 1 ×1, tokens 2 and 3 never. N = 4.
     train = torch.tensor([0, 0, 1, 0])
-    p = lm.unigram_distribution(train, 4)
+    p = gpt.unigram_distribution(train, 4)
     assert_close(p, torch.tensor([4 / 8, 2 / 8, 1 / 8, 1 / 8], dtype=torch.float64), rtol=1e-12, atol=0)
     targets = torch.tensor([0, 3, 1])  # -(log 1/2 + log 1/8 + log 1/4) / 3 = (1 + 3 + 2) ln 2 / 3 = 2 ln 2
-    assert lm.unigram_loss(train, targets, 4) == pytest.approx(2 * math.log(2), rel=1e-12)
+    assert gpt.unigram_loss(train, targets, 4) == pytest.approx(2 * math.log(2), rel=1e-12)
     with pytest.raises(ValueError, match="outside the vocabulary"):
-        lm.unigram_loss(train, torch.tensor([4]), 4)
+        gpt.unigram_loss(train, torch.tensor([4]), 4)
 
 
 # ----------------------------------------------------------------------------------- evaluation windows
@@ -95,15 +97,15 @@ def test_unigram_baseline_by_hand():
 
 def test_evaluation_windows_predict_every_token_once():
     tokens = torch.arange(1, 12)  # 11 tokens -> 10 targets; context 4 -> two full windows and one of 2
-    windows = lm.evaluation_windows(tokens, 4)
+    windows = gpt.evaluation_windows(tokens, 4)
     (x, y), (x_tail, y_tail) = windows
     assert x.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]] and y.tolist() == [[2, 3, 4, 5], [6, 7, 8, 9]]
     assert x_tail.tolist() == [[9, 10]] and y_tail.tolist() == [[10, 11]]
     targets = torch.cat([y.reshape(-1), y_tail.reshape(-1)])
     assert targets.tolist() == tokens[1:].tolist()
-    (x, y), (x_tail, y_tail) = lm.evaluation_windows(tokens, 4, max_tokens=6)
+    (x, y), (x_tail, y_tail) = gpt.evaluation_windows(tokens, 4, max_tokens=6)
     assert torch.cat([y.reshape(-1), y_tail.reshape(-1)]).tolist() == [2, 3, 4, 5, 6, 7]
-    assert len(lm.evaluation_windows(torch.arange(9), 4)) == 1  # 8 targets fill two windows exactly
+    assert len(gpt.evaluation_windows(torch.arange(9), 4)) == 1  # 8 targets fill two windows exactly
 
 
 class _Bigram(torch.nn.Module):
@@ -120,7 +122,7 @@ class _Bigram(torch.nn.Module):
 def test_evaluate_lm_equals_cross_entropy_over_all_transitions():
     model = _Bigram(7)
     tokens = torch.randint(0, 7, (103,), generator=torch.Generator().manual_seed(1))
-    result = lm.evaluate_lm(model, tokens, 10, batch_size=3)
+    result = gpt.evaluate_lm(model, tokens, 10, batch_size=3)
     with torch.no_grad():
         expected = F.cross_entropy(model.table[tokens[:-1]], tokens[1:])  # a bigram sees only the last token
     assert result["val_loss"] == pytest.approx(float(expected), rel=1e-5)
@@ -131,25 +133,27 @@ def test_evaluate_lm_equals_cross_entropy_over_all_transitions():
 
 # ------------------------------------------------------------------------------------------- a short run
 
-TINY = dict(
-    tokenizer="char",
-    n_layers=1,
-    n_heads=2,
-    d_model=32,
-    context=16,
+TINY_MODEL = dict(n_layers=1, n_heads=2, d_model=32, context=16, dropout=0.0)
+TINY_TRAIN = dict(
     batch_size=16,
     steps=40,
-    lr=1e-2,
+    max_lr=1e-2,
     min_lr=1e-3,
     warmup_steps=4,
     weight_decay=0.0,
-    beta2=0.99,
+    betas=(0.9, 0.99),
     grad_clip=1.0,
-    dropout=0.0,
     eval_every=20,
     seed=0,
-    sample_tokens=20,
 )
+
+
+def train_tiny(text_file, **train_changes):
+    """The recipe on a character-level tiny model: 40 steps of 16 windows of 16 characters, a 20-token sample."""
+    data = gpt.load_lm_data(text_file, tokenizer="char")
+    model_config = gpt.gpt_model_config(data.vocab_size, **TINY_MODEL)
+    train_config = gpt.gpt_train_config(**{**TINY_TRAIN, **train_changes})
+    return gpt.train_gpt(data, model_config, train_config, sample_tokens=20)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -173,7 +177,7 @@ def text_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_run(text_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    return lm.train_gpt(text_file, out_dir=out, **TINY), out
+    return train_tiny(text_file, out_dir=str(out)), out
 
 
 def test_a_few_steps_reduce_the_loss_below_the_unigram_baseline(tiny_run):
@@ -187,11 +191,11 @@ def test_a_few_steps_reduce_the_loss_below_the_unigram_baseline(tiny_run):
     assert report.unigram_perplexity == pytest.approx(math.exp(report.unigram_loss))
     # The report's validation loss is evaluate_lm on the validation stream, and its baseline the unigram loss of
     # the same targets.
-    again = lm.evaluate_lm(run.model, run.data.validation, 16)
+    again = gpt.evaluate_lm(run.model, run.data.validation, 16)
     assert again["val_loss"] == pytest.approx(report.val_loss, rel=1e-6)
     n = report.val_tokens
     assert report.unigram_loss == pytest.approx(
-        lm.unigram_loss(run.data.train, run.data.validation[1 : 1 + n], run.data.vocab_size)
+        gpt.unigram_loss(run.data.train, run.data.validation[1 : 1 + n], run.data.vocab_size)
     )
     # The file has no capital T, so the sample continues the first 4 training characters instead of "The ".
     assert report.prompt == "the " and report.sample.startswith("the ") and len(report.sample) == 4 + 20
@@ -203,7 +207,7 @@ def test_lm_loss_equals_the_models_own_shifted_loss(tiny_run):
     x, y = window[:, :-1], window[:, 1:]
     model = run.model.eval()
     with torch.no_grad():
-        ours = lm.lm_loss(model, (x, y))
+        ours = gpt.lm_loss(model, (x, y))
         inside = model(x, labels=x).loss  # the model shifts internally: predicts x[t + 1] at position t
         expected = F.cross_entropy(model(x).logits[0], y[0])
         assert_close(ours, expected)
@@ -212,7 +216,8 @@ def test_lm_loss_equals_the_models_own_shifted_loss(tiny_run):
 
 def test_history_json_lines_are_written_next_to_the_checkpoint(tiny_run):
     run, out = tiny_run
-    lines = (out / lm.HISTORY_FILE).read_text().splitlines()
+    assert run.folder == out
+    lines = (out / HISTORY_FILE).read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["step"] for r in records] == list(range(1, 41))
     for r in records:
@@ -222,58 +227,50 @@ def test_history_json_lines_are_written_next_to_the_checkpoint(tiny_run):
     assert evaluated == [20, 40]
     assert records[-1]["val_loss"] == pytest.approx(run.report.val_loss)
     assert [p.name for p in out.iterdir() if p.name.startswith("step_")], "no checkpoint beside history.jsonl"
-    assert Tokenizer.load(out / lm.TOKENIZER_FILE).vocab_size == run.tokenizer.vocab_size
-    assert json.loads((out / lm.MODEL_CONFIG_FILE).read_text())["d_model"] == 32
+    assert Tokenizer.load(out / TOKENIZER_FILE).vocab_size == run.tokenizer.vocab_size
+    assert json.loads((out / MODEL_CONFIG_FILE).read_text())["d_model"] == 32
 
 
 def test_same_seed_same_run(text_file):
-    short = {**TINY, "steps": 5, "eval_every": 5, "warmup_steps": 1}
-    a, b = lm.train_gpt(text_file, **short), lm.train_gpt(text_file, **short)
+    short = {"steps": 5, "eval_every": 5, "warmup_steps": 1}
+    a, b = train_tiny(text_file, **short), train_tiny(text_file, **short)
     assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
     assert a.report.sample == b.report.sample
-    c = lm.train_gpt(text_file, **{**short, "seed": 1})
+    c = train_tiny(text_file, **short, seed=1)
     assert [r["train_loss"] for r in c.history] != [r["train_loss"] for r in a.history]
 
 
-# ------------------------------------------------------------------------------------------ the command line
+# ------------------------------------------------------------------------------------------------ the configs
 
 
-def _parse(argv):
-    parser = argparse.ArgumentParser()
-    lm.add_gpt_arguments(parser)
-    return parser.parse_args(argv)
+def test_the_recipe_defaults():
+    model = gpt.gpt_model_config(65)
+    assert (model.n_layers, model.n_heads, model.d_model, model.d_ff, model.max_len) == (4, 4, 128, 512, 64)
+    assert (model.dropout, model.embedding_dropout, model.attention_dropout, model.impl) == (0.0, 0.0, 0.0, "plain")
+    assert gpt.gpt_model_config(65, impl="kernels").impl == "kernels"  # any field can be overridden
+    train = gpt.gpt_train_config()
+    assert (train.steps, train.batch_size, train.max_lr, train.min_lr, train.warmup_steps) == (
+        1000,
+        32,
+        2e-3,
+        1e-4,
+        100,
+    )
+    assert (train.weight_decay, train.betas, train.grad_clip, train.eval_every, train.seed) == (
+        0.1,
+        (0.9, 0.99),
+        1.0,
+        100,
+        0,
+    )
 
 
-def test_command_trains_and_prints_loss_perplexity_and_a_sample(text_file, tmp_path, capsys):
-    argv = ["--data", str(text_file), "--out", str(tmp_path / "run"), "--no-progress", "--sample-tokens", "20"]
-    for key in ("n_layers", "n_heads", "d_model", "context", "batch_size", "lr", "eval_every"):
-        argv += [f"--{key.replace('_', '-')}", str(TINY[key])]
-    argv += ["--steps", "10"]
-    assert lm.run_gpt_command(_parse(argv)) == 0
-    printed = capsys.readouterr().out
-    assert "validation loss" in printed and "perplexity" in printed and "unigram" in printed
-    assert "sample" in printed
-    assert (tmp_path / "run" / lm.HISTORY_FILE).exists()
-
-
-def test_command_flags_map_to_train_gpt_keywords():
-    kwargs = lm.gpt_kwargs_from_args(_parse(["--steps", "50", "--beta2", "0.95", "--tokenizer", "bpe"]))
-    assert kwargs["steps"] == 50 and kwargs["beta2"] == 0.95 and kwargs["tokenizer"] == "bpe"
-    assert kwargs["warmup_steps"] == 5  # scaled down for a short run
-    assert kwargs["d_model"] == lm.GPT_DEFAULTS["d_model"]
-    defaults = lm.gpt_kwargs_from_args(_parse([]))
-    assert {k: defaults[k] for k in lm.GPT_DEFAULTS} == lm.GPT_DEFAULTS
-    # Flags the parser already has (tfs train shares --steps and --seed with the other tasks) are reused.
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=None)
-    lm.add_gpt_arguments(parser)
-    assert parser.parse_args(["--steps", "7", "--d-model", "64"]).d_model == 64
-
-
-def test_command_reports_a_bad_data_path_clearly(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        lm.run_gpt_command(_parse(["--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o")]))
-    with pytest.raises(ValueError, match="tokenizer"):
-        lm.run_gpt_command(_parse(["--tokenizer", "words", "--out", str(tmp_path / "o")]))
+def test_bad_settings_and_data_that_do_not_fit_are_named(text_file):
     with pytest.raises(ValueError, match="warmup_steps"):
-        lm.train_gpt(tmp_path / "nope.txt", steps=5, warmup_steps=5)  # bad flags fail before the data is read
+        gpt.gpt_train_config(steps=5, warmup_steps=5)
+    data = gpt.load_lm_data(text_file, tokenizer="char")
+    with pytest.raises(ValueError, match="vocab_size=7"):
+        gpt.make_gpt_trainer(data, gpt.gpt_model_config(7, **TINY_MODEL), gpt.gpt_train_config())
+    too_long = gpt.gpt_model_config(data.vocab_size, **{**TINY_MODEL, "context": data.train.numel()})
+    with pytest.raises(ValueError, match="smaller context"):
+        gpt.make_gpt_trainer(data, too_long, gpt.gpt_train_config())

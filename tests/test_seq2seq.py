@@ -1,16 +1,18 @@
-"""The encoder–decoder recipe of chapter 04: the teacher-forced loss, decoding of sources, exact match, a whole run.
+"""The encoder–decoder recipe of chapter 04 (recipes/seq2seq.py): the teacher-forced loss, decoding of sources,
+exact match, a whole run.
 
 * ``seq2seq_loss`` is recomputed by hand with ``F.cross_entropy`` over the real target positions (float64);
 * ``decode`` and ``evaluate_exact_match`` are driven by ``ScriptedSeq2Seq``, a hand-made module with the
   ``encode`` / ``decode`` API whose next token is a rule of the source (reverse it, copy it, …), so the
   expected outputs are known exactly;
-* ``train_synthetic_task`` runs a tiny model on the copy task (a few seconds) and must learn something
+* ``train_seq2seq`` runs a tiny model on the copy task (a few seconds) and must learn something
   measurable; resuming from a mid-run checkpoint must reproduce the uninterrupted run bit for bit.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 
 import pytest
@@ -22,16 +24,17 @@ from torch.testing import assert_close
 from transformer_from_scratch.config import TransformerConfig
 from transformer_from_scratch.datasets import Seq2SeqBatch, synthetic
 from transformer_from_scratch.models import EncoderDecoder
-from transformer_from_scratch.training import list_checkpoints
-from transformer_from_scratch.training.seq2seq import (
-    SyntheticRun,
+from transformer_from_scratch.recipes.runs import Run
+from transformer_from_scratch.recipes.seq2seq import (
     decode,
     evaluate_exact_match,
+    seq2seq_data,
     seq2seq_loss,
-    synthetic_model_config,
-    synthetic_train_config,
-    train_synthetic_task,
+    seq2seq_model_config,
+    seq2seq_train_config,
+    train_seq2seq,
 )
+from transformer_from_scratch.training import list_checkpoints
 
 VOCAB = synthetic.SymbolVocab()  # 0 <pad>, 1 <bos>, 2 <eos>, 3.. letters
 PAD, BOS, EOS = VOCAB.pad_id, VOCAB.bos_id, VOCAB.eos_id
@@ -193,24 +196,19 @@ def test_evaluate_exact_match_scores_whole_sequences(beam_size):
 
 
 def _tiny_model_config() -> TransformerConfig:
-    return synthetic_model_config(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1)
+    return seq2seq_model_config(d_model=32, n_heads=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1)
 
 
 @pytest.fixture(scope="module")
-def copy_run() -> SyntheticRun:
-    return train_synthetic_task(
-        "copy",
-        model_config=_tiny_model_config(),
-        train_config=synthetic_train_config(steps=300, warmup_steps=10, max_lr=3e-3, eval_every=150),
-        batch_size=32,
-        n_train=2000,
-        n_validation=100,
-        n_test=10,
-        seed=0,
+def copy_run() -> Run:
+    return train_seq2seq(
+        seq2seq_data("copy", n_train=2000, n_validation=100, n_test=10, seed=0),
+        _tiny_model_config(),
+        seq2seq_train_config(steps=300, warmup_steps=10, max_lr=3e-3, eval_every=150, batch_size=32, seed=0),
     )
 
 
-def test_train_synthetic_task_learns_the_copy_task(copy_run):
+def test_train_seq2seq_learns_the_copy_task(copy_run):
     history = copy_run.history
     assert [r["step"] for r in history] == list(range(1, 301))
     first = sum(r["train_loss"] for r in history[:10]) / 10
@@ -226,38 +224,50 @@ def test_train_synthetic_task_learns_the_copy_task(copy_run):
 
 def test_the_logged_exact_match_is_greedy_decoding_of_the_validation_split(copy_run):
     final = copy_run.history[-1]  # the last step is an evaluation step; the weights have not moved since
-    recomputed = evaluate_exact_match(copy_run.model, copy_run.splits.validation, vocab=copy_run.vocab)
+    recomputed = evaluate_exact_match(copy_run.model, copy_run.data.splits.validation, vocab=copy_run.data.vocab)
     assert final["val_exact_match"] == recomputed
     assert recomputed > 0.0  # it learned whole strings, not only tokens (measured 0.69)
 
 
-def test_the_run_returns_its_data_model_and_trainer(copy_run):
+def test_the_run_returns_its_data_model_trainer_and_report(copy_run):
     expected = synthetic.make_splits("copy", n_train=2000, n_validation=100, n_test=10, seed=0)
-    assert copy_run.splits == expected
-    assert copy_run.vocab == synthetic.SymbolVocab(10)
+    assert copy_run.data.splits == expected and copy_run.data.task == "copy"
+    assert copy_run.data.vocab == synthetic.SymbolVocab(10) and copy_run.tokenizer is copy_run.data.vocab
     assert copy_run.model is copy_run.trainer.model and copy_run.trainer.step == 300
     assert copy_run.model.config == _tiny_model_config()
+    assert copy_run.folder is None  # no out_dir: nothing written
+    report = copy_run.report  # the test split, decoded greedily once
+    assert (report.test_pairs, report.beam_size, report.steps) == (10, 1, 300)
+    assert report.exact_match == evaluate_exact_match(copy_run.model, expected.test, vocab=copy_run.data.vocab)
+    (source, target), vocab = expected.test[0], copy_run.data.vocab
+    assert (report.example_source, report.example_target) == (vocab.decode(source), vocab.decode(target))
+    assert report.n_parameters == sum(p.numel() for p in copy_run.model.parameters())
 
 
 def test_resume_from_a_checkpoint_continues_the_same_run(tmp_path):
 
+    data = seq2seq_data("reverse", n_train=500, n_validation=20, n_test=4, seed=3)
+
     def run(out_dir, resume=None):
-        config = synthetic_train_config(
-            steps=40, warmup_steps=5, eval_every=10, out_dir=str(out_dir), checkpoint_every=20, keep_checkpoints=2
-        )
-        return train_synthetic_task(
-            "reverse",
-            model_config=_tiny_model_config(),
-            train_config=config,
+        config = seq2seq_train_config(
+            steps=40,
+            warmup_steps=5,
+            eval_every=10,
             batch_size=16,
-            n_train=500,
-            n_validation=20,
-            n_test=4,
             seed=3,
-            resume=resume,
+            out_dir=str(out_dir),
+            checkpoint_every=20,
+            keep_checkpoints=2,
         )
+        return train_seq2seq(data, _tiny_model_config(), config, resume=resume)
 
     full = run(tmp_path / "full")
+    assert full.folder == tmp_path / "full"
+    written = [json.loads(line) for line in (full.folder / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in written] == list(range(1, 41)) and written[-1]["train_loss"] == full.history[-1][
+        "train_loss"
+    ]
+    assert json.loads((full.folder / "model_config.json").read_text())["d_model"] == 32
     halfway = [p for p in list_checkpoints(tmp_path / "full") if p.name.endswith("20")]
     assert len(halfway) == 1
     resumed = run(tmp_path / "resumed", resume=str(halfway[0]))
@@ -272,7 +282,7 @@ def test_resume_from_a_checkpoint_continues_the_same_run(tmp_path):
 
 
 def test_recipe_defaults_are_the_measured_ones():
-    model = synthetic_model_config()
+    model = seq2seq_model_config()
     assert (model.d_model, model.n_heads, model.d_ff, model.n_encoder_layers, model.n_decoder_layers) == (
         64,
         4,
@@ -282,11 +292,13 @@ def test_recipe_defaults_are_the_measured_ones():
     )
     assert not model.norm_first and model.tie_embeddings and model.tie_output and model.dropout == 0.0
     assert model.src_vocab_size == model.tgt_vocab_size == 13 and model.pad_id == PAD and model.max_len == 14
-    train = synthetic_train_config()
+    assert model.impl == "plain" and seq2seq_model_config(impl="torch").impl == "torch"
+    train = seq2seq_train_config()
     assert (train.steps, train.max_lr, train.warmup_steps, train.schedule) == (600, 2e-3, 100, "cosine")
-    assert synthetic_train_config(steps=7, warmup_steps=1).steps == 7  # overrides go through dataclasses.replace
+    assert (train.batch_size, train.min_lr, train.weight_decay, train.eval_every) == (64, 1e-4, 0.0, 100)
+    assert seq2seq_train_config(steps=7, warmup_steps=1).steps == 7  # overrides go through dataclasses.replace
 
 
 def test_unknown_task_is_rejected_by_name():
     with pytest.raises(ValueError, match="rotate"):
-        train_synthetic_task("rotate", n_train=10, n_validation=2, n_test=2)
+        seq2seq_data("rotate", n_train=10, n_validation=2, n_test=2)

@@ -72,6 +72,7 @@ def config(**overrides) -> TrainConfig:
     "overrides, message",
     [
         (dict(steps=0), "steps"),
+        (dict(batch_size=0), "batch_size"),
         (dict(max_lr=-1.0), "max_lr"),
         (dict(min_lr=0.5, max_lr=0.1), "min_lr"),
         (dict(schedule="linear"), "schedule"),

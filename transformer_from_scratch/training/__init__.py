@@ -1,6 +1,7 @@
 """Training: the Trainer loop, safetensors checkpoints, the AdamW optimiser, gradient clipping, learning-rate
-schedules and run helpers. (The loss, ``functional.cross_entropy``, lives beside the functional core; batches are
-made in ``datasets.batching``.)
+schedules and run helpers — the generic machinery, which knows no model, no dataset and no metric. (The loss,
+``functional.cross_entropy``, lives beside the functional core; batches are made in ``datasets.batching``; the
+recipes that put a model, its data and its measurements into a trainer live one floor up, in ``recipes/``.)
 
 Each piece is written from scratch and tested against its PyTorch counterpart:
 ``AdamW`` ≡ ``torch.optim.AdamW``, ``clip_grad_norm_`` ≡
@@ -19,7 +20,7 @@ from .checkpoint import (
 from .clipping import clip_grad_norm_, grad_norm
 from .optim import AdamW, param_groups_for_weight_decay
 from .schedules import Schedule, constant, cosine_with_warmup, inverse_sqrt, set_lr
-from .trainer import History, NonFiniteLossError, TrainConfig, Trainer
+from .trainer import History, NonFiniteLossError, TrainConfig, Trainer, to_device
 from .utils import count_parameters, pick_device, seed_everything
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
     "Trainer",
+    "to_device",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",

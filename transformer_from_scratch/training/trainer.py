@@ -19,7 +19,8 @@ The task is given as three callables, so any model fits:
 
 * ``loss_fn(model, batch) -> loss`` — a 0-d tensor, or ``(loss, {"accuracy": 0.9, ...})`` to also log
   training metrics (averaged over the micro-batches, recorded as ``train_accuracy``);
-* ``train_batches(generator) -> batch`` — draws one micro-batch using the ``torch.Generator`` it is given.
+* ``train_batches(generator) -> batch`` — draws one micro-batch of ``config.batch_size`` examples using the
+  ``torch.Generator`` it is given (the trainer records the batch size with the run; the drawing is yours).
   The trainer owns that generator (seeded from ``config.seed``) and saves its state in checkpoints, which is
   what lets a resumed run draw exactly the batches the uninterrupted run would have drawn. A batch is a
   tensor, or a tuple / list / dict / dataclass of tensors; the trainer moves it to the model's device;
@@ -34,20 +35,21 @@ The task is given as three callables, so any model fits:
 
 Example::
 
+    from transformer_from_scratch.datasets.batching import lm_batch
     from transformer_from_scratch.functional import cross_entropy
-    from transformer_from_scratch.training import Trainer, TrainConfig, lm_batch
+    from transformer_from_scratch.training import Trainer, TrainConfig
 
     def loss_fn(model, batch):
         x, y = batch                                                   # (B, T), (B, T)
         return cross_entropy(model(x), y)                              # logits (B, T, V)
 
     def train_batches(generator):
-        return lm_batch(train_tokens, batch_size=32, context=64, generator=generator)
+        return lm_batch(train_tokens, config.batch_size, context=64, generator=generator)
 
     def evaluate(model):
         return {"val_loss": float(loss_fn(model, val_batch))}
 
-    config = TrainConfig(steps=500, max_lr=3e-3, warmup_steps=50, eval_every=50,
+    config = TrainConfig(steps=500, batch_size=32, max_lr=3e-3, warmup_steps=50, eval_every=50,
                          early_stopping_patience=3, out_dir="runs/lm", checkpoint_every=100)
     trainer = Trainer(model, config, loss_fn=loss_fn, train_batches=train_batches, evaluate=evaluate)
     history = trainer.fit()
@@ -98,7 +100,7 @@ from .clipping import clip_grad_norm_, grad_norm
 from .optim import AdamW, param_groups_for_weight_decay
 from .schedules import constant, cosine_with_warmup, inverse_sqrt, set_lr
 
-__all__ = ["TrainConfig", "Trainer", "NonFiniteLossError", "History"]
+__all__ = ["TrainConfig", "Trainer", "NonFiniteLossError", "History", "to_device"]
 
 History = list[dict[str, Any]]
 _SCHEDULES = ("cosine", "inverse_sqrt", "constant")
@@ -138,6 +140,10 @@ class TrainConfig:
 
     Args:
         steps: number of optimizer updates N.
+        batch_size: examples (sequences, pairs, windows) per micro-batch. The trainer does not draw batches —
+            ``train_batches`` does — but the batch size defines the run as much as the learning rate, so it is
+            stored here: in checkpoints, and compared when resuming. Under DDP each of the W processes trains on
+            batch_size / W of them.
         max_lr, min_lr, warmup_steps, schedule: the learning rate of update s (counted from 1):
             "cosine"       linear warm-up to max_lr over warmup_steps, then cosine down to min_lr at N;
             "inverse_sqrt" Vaswani et al. 2017 eq. (3), scaled so that it peaks at max_lr at s = warmup_steps
@@ -160,6 +166,7 @@ class TrainConfig:
     """
 
     steps: int
+    batch_size: int = 32
     max_lr: float = 1e-3
     min_lr: float = 0.0
     warmup_steps: int = 0
@@ -182,6 +189,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_int("steps", self.steps, 1)
+        _check_int("batch_size", self.batch_size, 1)
         _check_float("max_lr", self.max_lr, 0.0)
         _check_float("min_lr", self.min_lr, 0.0)
         if self.min_lr > self.max_lr:
@@ -257,6 +265,11 @@ def _map_tensors(fn: Callable[[Tensor], Tensor], batch: Any) -> Any:
         changes = {f.name: _map_tensors(fn, getattr(batch, f.name)) for f in dataclasses.fields(batch) if f.init}
         return dataclasses.replace(batch, **changes)
     return batch  # numbers, strings, None: the same on every rank and device
+
+
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """The same batch with every tensor moved to ``device`` (a tensor, or tuples / lists / dicts / dataclasses)."""
+    return _map_tensors(lambda t: t.to(device), batch)
 
 
 def _shard(batch: Any, rank: int, world_size: int) -> Any:
@@ -448,7 +461,7 @@ class Trainer:
             batch = self.train_batches(self.generator)  # the same global micro-batch on every rank
             if self.count_tokens is not None:
                 tokens += int(self.count_tokens(batch))
-            batch = _map_tensors(lambda t: t.to(self.device), _shard(batch, self.rank, self.world_size))
+            batch = to_device(_shard(batch, self.rank, self.world_size), self.device)
             last = i == n_micro - 1
             # DDP averages gradients across processes during backward; between micro-batches there is no need.
             sync = nullcontext() if (self.world_size == 1 or last) else self.wrapped.no_sync()

@@ -1,4 +1,4 @@
-r"""Pre-training a tiny BERT with masked language modelling + next-sentence prediction, end to end.
+r"""The BERT recipe: pre-training a tiny BERT with masked language modelling + next-sentence prediction.
 
 The pieces, each small enough to read in one go:
 
@@ -8,11 +8,19 @@ The pieces, each small enough to read in one go:
     make_bert_batch(pairs, ...)   NSP pairs -> a padded, MLM-corrupted :class:`BertBatch`
     bert_loss(model, batch)       BERT's loss CE_MLM + CE_NSP -> (loss, {"mlm_loss", "nsp_loss", "mlm_accuracy", …})
     evaluate_bert(model, ...)     held-out masked-token accuracy against the unigram baseline, NSP accuracy ± σ
-    make_bert_trainer(data, ...)  a fresh BertForPreTraining in a Trainer, ready to fit (pausable)
-    pretrain_bert(...)            the whole run -> :class:`BertRun` (model, tokenizer, history, report)
+    bert_model_config(V, ...)     the recipe's model: post-LN, 2 layers, D = 64, 4 heads
+    bert_train_config(...)        its optimisation: 2000 steps of 32 pairs, AdamW (β₂ = 0.98), warm-up + cosine
+    make_bert_trainer(data, model_config, train_config)   a fresh BertForPreTraining in a Trainer (pausable)
+    train_bert(data, model_config, train_config)          the whole run -> Run (report: :class:`BertReport`)
 
-``pretrain_bert`` is what ``tfs train bert`` calls; chapter 06 runs the same recipe step by step. By default it
-trains on the embedded Python documentation corpus (``datasets.corpus``): the "train" split for training, the
+``tfs train bert`` runs it as::
+
+    data = prepare_bert_data()
+    model_config = bert_model_config(data.tokenizer.vocab_size, data.max_len, pad_id=data.tokenizer.pad_id)
+    run = train_bert(data, model_config, bert_train_config())
+
+and chapter 06 runs the same recipe step by step (``make_bert_trainer``, then ``trainer.fit``). By default the data
+is the embedded Python documentation corpus (``datasets.corpus``): the "train" split for training, the
 "validation" and "test" splits — documents never seen in training — for every reported number.
 
 What the report measures
@@ -55,11 +63,9 @@ import hashlib
 import json
 import math
 import os
-import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -75,13 +81,13 @@ from ..objectives.nsp import NSPExample, collate_nsp, make_nsp_pairs
 from ..positional import sinusoidal_table
 from ..tokenizers.base import Tokenizer
 from ..tokenizers.wordpiece import WordPieceTokenizer
-from .trainer import TrainConfig, Trainer
-from .utils import count_parameters, seed_everything
+from ..training import TrainConfig, Trainer, count_parameters, seed_everything, to_device
+from .runs import Report, Run, check_input, common_train_config, finish_run, fit, write_run_setup
 
 __all__ = [
     "BertBatch",
     "BertData",
-    "BertRun",
+    "BertReport",
     "bert_model_config",
     "bert_train_config",
     "train_wordpiece",
@@ -90,10 +96,12 @@ __all__ = [
     "bert_loss",
     "evaluate_bert",
     "make_bert_trainer",
-    "pretrain_bert",
+    "bert_report",
+    "train_bert",
 ]
 
 IGNORE_INDEX = -100
+HELDOUT_BATCH_SIZE = 128  # pairs per held-out batch: only the evaluation's memory depends on it
 _TOKENIZER_CACHE_FORMAT = 1  # bump when the cached tokenizer would come out differently for the same text
 
 
@@ -122,21 +130,11 @@ def bert_model_config(vocab_size: int, max_len: int = 64, *, pad_id: int | None 
 
 
 def bert_train_config(**overrides) -> TrainConfig:
-    """The optimisation recipe: AdamW, peak lr 2e-3 after 100 warm-up steps, cosine to 1e-4,
-    β₂ = 0.98 (RoBERTa's, steadier than 0.999 with small batches), 2000 steps, evaluation every 500."""
-    base = TrainConfig(
-        steps=2000,
-        max_lr=2e-3,
-        min_lr=1e-4,
-        warmup_steps=100,
-        schedule="cosine",
-        weight_decay=0.01,
-        betas=(0.9, 0.98),
-        grad_clip=1.0,
-        eval_every=500,
-        progress=False,
-    )
-    return dataclasses.replace(base, **overrides)
+    """The optimisation of this recipe: 2000 steps of 32 pairs, AdamW with weight decay 0.01 and β₂ = 0.98
+    (RoBERTa's, steadier than 0.999 with small batches), evaluation every 500 steps; warm-up, cosine and clipping
+    as every recipe (:func:`~.runs.common_train_config`). ``overrides`` replace any field."""
+    recipe = common_train_config(steps=2000, batch_size=32, weight_decay=0.01, betas=(0.9, 0.98), eval_every=500)
+    return dataclasses.replace(recipe, **overrides)
 
 
 # ------------------------------------------------------------------------------------------------ batches
@@ -149,7 +147,7 @@ class BertBatch:
     input_ids (B, L) long — the corrupted ids ([MASK] / random / unchanged at the selected positions);
     token_type_ids (B, L) long — 0 for ``[CLS] A [SEP]`` (and padding), 1 for ``B [SEP]``;
     valid (B, L) bool — True at real tokens; mlm_labels (B, L) long — the original id at the selected positions,
-    -100 elsewhere; nsp_labels (B,) long — 0 IsNext, 1 NotNext.
+    -100 elsewhere; nsp_labels (B,) long — 0 IsNext, 1 NotNext. (``training.to_device`` moves one.)
     """
 
     input_ids: Tensor
@@ -157,10 +155,6 @@ class BertBatch:
     valid: Tensor
     mlm_labels: Tensor
     nsp_labels: Tensor
-
-    def to(self, device: torch.device | str) -> BertBatch:
-        """The same batch with every tensor moved to ``device``."""
-        return BertBatch(*(getattr(self, f.name).to(device) for f in fields(self)))
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -274,6 +268,50 @@ def _as_corpus(value, name: str) -> Corpus:
     raise TypeError(f"{name} must be a Corpus or a list of Corpus, got {type(value).__name__}")
 
 
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _nsp_pool(
+    documents: list[list[list[int]]], tokenizer: Tokenizer, max_len: int, *, passes: int, seed: int
+) -> list[NSPExample]:
+    """``passes`` runs of ``make_nsp_pairs`` over the documents, from one generator seeded with ``seed``: each pass
+    cuts the documents into A / B segments and draws the NotNext segments anew."""
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        pair
+        for _ in range(passes)
+        for pair in make_nsp_pairs(
+            documents, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, max_len=max_len, generator=generator
+        )
+    ]
+
+
+def _heldout_set(
+    documents: list[list[list[int]]], tokenizer: Tokenizer, max_len: int, *, seed: int
+) -> tuple[list[NSPExample], list[BertBatch]]:
+    """One pass of NSP pairs over the held-out documents and those pairs MLM-masked once, in batches of
+    ``HELDOUT_BATCH_SIZE`` — one generator for both, so the same seed always scores the same positions."""
+    generator = torch.Generator().manual_seed(seed)
+    pairs = make_nsp_pairs(
+        documents, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, max_len=max_len, generator=generator
+    )
+    batches = [
+        make_bert_batch(pairs[i : i + HELDOUT_BATCH_SIZE], tokenizer, generator=generator)
+        for i in range(0, len(pairs), HELDOUT_BATCH_SIZE)
+    ]
+    return pairs, batches
+
+
+def _most_frequent_token(documents: list[list[list[int]]], special_ids) -> int:
+    """The most frequent non-special token of the documents (ties: the smaller id) — the unigram baseline's answer."""
+    counts = Counter(t for document in documents for sentence in document for t in sentence if t not in special_ids)
+    if not counts:
+        raise ValueError("the training documents hold no ordinary (non-special) token")
+    return min(counts, key=lambda t: (-counts[t], t))
+
+
 def prepare_bert_data(
     train: Corpus | None = None,
     heldout: Corpus | Sequence[Corpus] | None = None,
@@ -283,9 +321,7 @@ def prepare_bert_data(
     train_passes: int = 20,
     seed: int = 0,
     heldout_seed: int = 0,
-    heldout_batch_size: int = 128,
     tokenizer: WordPieceTokenizer | None = None,
-    cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> BertData:
     """Build the data of a BERT pre-training run (see :class:`BertData`).
@@ -298,49 +334,30 @@ def prepare_bert_data(
         train_passes: passes of ``make_nsp_pairs`` over the training documents in the pool (about 3300 pairs each
             for the default corpus), drawn from a generator seeded with ``seed``.
         heldout_seed: seeds the held-out pairs and their masking, so every run is scored on the same positions.
-        cache, cache_dir: where the trained tokenizer is cached (see :func:`train_wordpiece`).
+        tokenizer: a tokenizer to use instead of training one.
+        cache_dir: where the trained tokenizer is cached (see :func:`train_wordpiece`).
     """
-    if isinstance(train_passes, bool) or not isinstance(train_passes, int) or train_passes < 1:
-        raise ValueError(f"train_passes must be a positive integer, got {train_passes!r}")
-    if isinstance(heldout_batch_size, bool) or not isinstance(heldout_batch_size, int) or heldout_batch_size < 1:
-        raise ValueError(f"heldout_batch_size must be a positive integer, got {heldout_batch_size!r}")
+    _check_positive_int("train_passes", train_passes)
     train = load_python_docs_corpus("train", cache_dir) if train is None else _as_corpus(train, "train")
     if heldout is None:
         heldout = [load_python_docs_corpus("validation", cache_dir), load_python_docs_corpus("test", cache_dir)]
     heldout = _as_corpus(heldout, "heldout")
     if tokenizer is None:
-        tokenizer = train_wordpiece(train, vocab_size, cache=cache, cache_dir=cache_dir)
+        tokenizer = train_wordpiece(train, vocab_size, cache_dir=cache_dir)
     elif not isinstance(tokenizer, Tokenizer):
         raise TypeError(f"tokenizer must be a Tokenizer, got {type(tokenizer).__name__}")
 
     train_documents = _tokenize_documents(train, tokenizer)
     heldout_documents = _tokenize_documents(heldout, tokenizer)
-    specials = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, max_len=max_len)
-
-    generator = torch.Generator().manual_seed(seed)
-    train_pairs = [
-        p for _ in range(train_passes) for p in make_nsp_pairs(train_documents, generator=generator, **specials)
-    ]
-    heldout_generator = torch.Generator().manual_seed(heldout_seed)
-    heldout_pairs = make_nsp_pairs(heldout_documents, generator=heldout_generator, **specials)
-    heldout_batches = [
-        make_bert_batch(heldout_pairs[i : i + heldout_batch_size], tokenizer, generator=heldout_generator)
-        for i in range(0, len(heldout_pairs), heldout_batch_size)
-    ]
-
-    special = tokenizer.special_ids
-    counts = Counter(t for document in train_documents for sentence in document for t in sentence if t not in special)
-    if not counts:
-        raise ValueError("the training documents hold no ordinary (non-special) token")
-    unigram_token = min(counts, key=lambda t: (-counts[t], t))  # most frequent; ties -> the smaller id
+    heldout_pairs, heldout_batches = _heldout_set(heldout_documents, tokenizer, max_len, seed=heldout_seed)
     return BertData(
         tokenizer=tokenizer,
         train_documents=train_documents,
         heldout_documents=heldout_documents,
-        train_pairs=train_pairs,
+        train_pairs=_nsp_pool(train_documents, tokenizer, max_len, passes=train_passes, seed=seed),
         heldout_pairs=heldout_pairs,
         heldout_batches=heldout_batches,
-        unigram_token=unigram_token,
+        unigram_token=_most_frequent_token(train_documents, tokenizer.special_ids),
         max_len=max_len,
     )
 
@@ -380,6 +397,48 @@ def bert_loss(model: nn.Module, batch: BertBatch) -> tuple[Tensor, dict[str, flo
     return loss, metrics
 
 
+def _batch_counts(out: Any, batch: BertBatch, *, mask_id: int, unigram_token: int) -> Counter:
+    """What one held-out batch adds to the evaluation's counts and summed losses."""
+    selected = batch.mlm_labels != IGNORE_INDEX  # (B, L)
+    masked = selected & (batch.input_ids == mask_id)  # (B, L): replaced by [MASK] — the model sees no hint
+    right = out.mlm_logits.argmax(dim=-1) == batch.mlm_labels  # (B, L); never true at unselected positions (-100)
+    counts = Counter(
+        masked=int(masked.sum()),
+        masked_right=int((right & masked).sum()),
+        baseline_right=int(((batch.mlm_labels == unigram_token) & masked).sum()),
+        selected=int(selected.sum()),
+        selected_right=int((right & selected).sum()),
+        pairs=len(batch.nsp_labels),
+        pairs_right=int((out.nsp_logits.argmax(dim=-1) == batch.nsp_labels).sum()),
+        mlm_loss_sum=0.0,
+        nsp_loss_sum=float(torch.nn.functional.cross_entropy(out.nsp_logits, batch.nsp_labels, reduction="sum")),
+    )
+    if selected.any():
+        mlm_logits, targets = out.mlm_logits[selected], batch.mlm_labels[selected]  # (N, V), (N,)
+        counts["mlm_loss_sum"] = float(torch.nn.functional.cross_entropy(mlm_logits, targets, reduction="sum"))
+    return counts
+
+
+def _bert_metrics(c: Counter) -> dict[str, float]:
+    """The evaluation's counts -> accuracies, mean losses and the binomial standard error of NSP accuracy."""
+    if c["masked"] == 0:
+        raise ValueError("the evaluation batches hold no [MASK] position; use more or longer pairs")
+    nsp_accuracy = c["pairs_right"] / c["pairs"]
+    mlm_loss, nsp_loss = c["mlm_loss_sum"] / max(c["selected"], 1), c["nsp_loss_sum"] / c["pairs"]
+    return {
+        "mlm_accuracy": c["masked_right"] / c["masked"],
+        "unigram_baseline_accuracy": c["baseline_right"] / c["masked"],
+        "mlm_accuracy_selected": c["selected_right"] / max(c["selected"], 1),
+        "masked_positions": float(c["masked"]),
+        "mlm_loss": mlm_loss,
+        "nsp_accuracy": nsp_accuracy,
+        "nsp_accuracy_std": math.sqrt(nsp_accuracy * (1.0 - nsp_accuracy) / c["pairs"]),
+        "nsp_loss": nsp_loss,
+        "nsp_pairs": float(c["pairs"]),
+        "loss": mlm_loss + nsp_loss,
+    }
+
+
 @torch.no_grad()
 def evaluate_bert(
     model: BertForPreTraining,
@@ -400,121 +459,84 @@ def evaluate_bert(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    n_masked = n_masked_right = n_baseline_right = 0
-    n_selected = n_selected_right = 0
-    n_pairs = n_pairs_right = 0
-    mlm_loss_sum = nsp_loss_sum = 0.0
+    counts: Counter = Counter()
     try:
         for batch in batches:
-            batch = batch.to(device)
+            batch = to_device(batch, device)
             out = model(batch.input_ids, token_type_ids=batch.token_type_ids, valid=batch.valid)
-            selected = batch.mlm_labels != IGNORE_INDEX  # (B, L)
-            masked = selected & (batch.input_ids == mask_id)  # (B, L): replaced by [MASK] — the model sees no hint
-            predictions = out.mlm_logits.argmax(dim=-1)  # (B, L)
-            right = predictions == batch.mlm_labels  # (B, L); never true at unselected positions (-100)
-            n_masked += int(masked.sum())
-            n_masked_right += int((right & masked).sum())
-            n_baseline_right += int(((batch.mlm_labels == unigram_token) & masked).sum())
-            n_selected += int(selected.sum())
-            n_selected_right += int((right & selected).sum())
-            if selected.any():
-                mlm_loss_sum += float(
-                    torch.nn.functional.cross_entropy(
-                        out.mlm_logits[selected], batch.mlm_labels[selected], reduction="sum"
-                    )
-                )
-            n_pairs += len(batch.nsp_labels)
-            n_pairs_right += int((out.nsp_logits.argmax(dim=-1) == batch.nsp_labels).sum())
-            nsp_loss_sum += float(torch.nn.functional.cross_entropy(out.nsp_logits, batch.nsp_labels, reduction="sum"))
+            counts.update(_batch_counts(out, batch, mask_id=mask_id, unigram_token=unigram_token))
     finally:
         model.train(was_training)
-    if n_masked == 0:
-        raise ValueError("the evaluation batches hold no [MASK] position; use more or longer pairs")
-    nsp_accuracy = n_pairs_right / n_pairs
-    mlm_loss, nsp_loss = mlm_loss_sum / max(n_selected, 1), nsp_loss_sum / n_pairs
-    return {
-        "mlm_accuracy": n_masked_right / n_masked,
-        "unigram_baseline_accuracy": n_baseline_right / n_masked,
-        "mlm_accuracy_selected": n_selected_right / max(n_selected, 1),
-        "masked_positions": float(n_masked),
-        "mlm_loss": mlm_loss,
-        "nsp_accuracy": nsp_accuracy,
-        "nsp_accuracy_std": math.sqrt(nsp_accuracy * (1.0 - nsp_accuracy) / n_pairs),
-        "nsp_loss": nsp_loss,
-        "nsp_pairs": float(n_pairs),
-        "loss": mlm_loss + nsp_loss,
-    }
+    return _bert_metrics(counts)
 
 
 # ---------------------------------------------------------------------------------------------------- run
 
 
-@dataclass
-class BertRun:
-    """What :func:`pretrain_bert` returns.
+@dataclass(frozen=True)
+class BertReport(Report):
+    """The held-out numbers of a finished BERT run (:func:`evaluate_bert`'s, see the module docstring), after the
+    model's size and the run's length (:class:`~.runs.Report`)."""
 
-    model (in eval mode), tokenizer, history (one dict per step; the evaluation steps carry ``val_*`` keys measured
-    on the held-out documents), report (the final :func:`evaluate_bert` dict plus ``steps``, ``train_seconds``,
-    ``parameters``), data (:class:`BertData`), trainer (to continue with ``trainer.fit()``).
-    """
+    mlm_accuracy: float
+    unigram_baseline_accuracy: float
+    mlm_accuracy_selected: float
+    masked_positions: int
+    mlm_loss: float
+    nsp_accuracy: float
+    nsp_accuracy_std: float
+    nsp_loss: float
+    nsp_pairs: int
+    loss: float
 
-    model: BertForPreTraining
-    tokenizer: WordPieceTokenizer
-    history: list[dict[str, Any]]
-    report: dict[str, float]
-    data: BertData
-    trainer: Trainer
+
+def _check_fits(data: BertData, model_config: BertConfig) -> None:
+    check_input("data", data, BertData, "prepare_bert_data")
+    check_input("model_config", model_config, BertConfig, "bert_model_config")
+    vocab_size = data.tokenizer.vocab_size
+    if model_config.vocab_size != vocab_size or model_config.max_len < data.max_len:
+        raise ValueError(
+            f"model_config (vocab_size={model_config.vocab_size}, max_len={model_config.max_len}) does not fit the "
+            f"data (vocabulary of {vocab_size}, pairs of up to {data.max_len} tokens)"
+        )
+
+
+def _sinusoidal_positions(model: BertForPreTraining, scale: float) -> None:
+    """Start the learned position table as ``scale`` × the sinusoidal table of Vaswani et al. (rows of norm
+    scale · √(D/2)); it is still learned from there."""
+    # Deviation: BERT draws the position table from N(0, 0.02²); a scaled sinusoidal table gives a tiny model
+    # usable relative-position geometry from the first step.
+    config = model.config
+    with torch.no_grad():
+        table = sinusoidal_table(config.max_len, config.d_model)  # (max_len, D), float64
+        model.bert.embeddings.position.weight.copy_(scale * table)
 
 
 def make_bert_trainer(
-    data: BertData,
-    *,
-    batch_size: int = 32,
-    seed: int = 0,
-    model_config: BertConfig | None = None,
-    train_config: TrainConfig | None = None,
-    position_init: float | None = None,
+    data: BertData, model_config: BertConfig, train_config: TrainConfig, *, position_init: float | None = None
 ) -> Trainer:
-    """A :class:`Trainer` for a fresh :class:`BertForPreTraining`, ready to ``fit()`` — :func:`pretrain_bert`
-    without the running, for those who want to pause (``trainer.fit(until=…)``) or look inside.
+    """A :class:`Trainer` for a fresh :class:`BertForPreTraining`, ready to ``fit()`` — :func:`train_bert` without
+    the running, for those who want to pause (``trainer.fit(until=…)``) or look inside.
 
-    ``seed`` seeds the weights (``seed_everything``); the batches come from the trainer's generator
-    (``train_config.seed``): ``batch_size`` pairs drawn uniformly from ``data.train_pairs``, masked afresh.
+    ``train_config.seed`` seeds the weights (``seed_everything``) and the trainer's batch generator: each step draws
+    ``train_config.batch_size`` pairs uniformly from ``data.train_pairs`` and masks them afresh.
 
-    ``position_init``: when set, the learned position table starts as ``position_init`` × the sinusoidal table of
-    Vaswani et al. (rows of norm ``position_init`` · √(D/2)) instead of BERT's N(0, σ²). Measured on the default
-    corpus, 2000 steps, seeds 0 and 1: with BERT's initialisation (None, the default) the token embeddings, which the
-    MLM output shares, grow until the small random positions hardly survive the embedding LayerNorm, and attention
-    stays close to uniform — held-out [MASK] accuracy 8.0% / 6.5%, NSP 66% / 69%; with 0.3, heads attend to
-    neighbouring tokens and [MASK] accuracy rises to 10.6% / 10.7%, but NSP falls to 60% / 51%; 0.1 lies between
-    (9.2% / 8.0%, NSP 67% / 63%).
+    ``position_init``: when set, the learned position table starts as ``position_init`` × the sinusoidal table
+    instead of BERT's N(0, σ²). Measured on the default corpus, 2000 steps, seeds 0 and 1: with BERT's initialisation
+    (None, the default) the token embeddings, which the MLM output shares, grow until the small random positions
+    hardly survive the embedding LayerNorm, and attention stays close to uniform — held-out [MASK] accuracy 8.0% /
+    6.5%, NSP 66% / 69%; with 0.3, heads attend to neighbouring tokens and [MASK] accuracy rises to 10.6% / 10.7%,
+    but NSP falls to 60% / 51%; 0.1 lies between (9.2% / 8.0%, NSP 67% / 63%).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not isinstance(data, BertData):
-        raise TypeError(f"data must be a BertData (from prepare_bert_data), got {type(data).__name__}")
-    tokenizer = data.tokenizer
-    if model_config is None:
-        model_config = bert_model_config(tokenizer.vocab_size, data.max_len, pad_id=tokenizer.pad_id)
-    if model_config.vocab_size != tokenizer.vocab_size or model_config.max_len < data.max_len:
-        raise ValueError(
-            f"model_config (vocab_size={model_config.vocab_size}, max_len={model_config.max_len}) does not fit the "
-            f"data (vocabulary of {tokenizer.vocab_size}, pairs of up to {data.max_len} tokens)"
-        )
-    train_config = train_config or bert_train_config(seed=seed)
-
-    seed_everything(seed)
+    _check_fits(data, model_config)
+    tokenizer, pool = data.tokenizer, data.train_pairs
+    seed_everything(train_config.seed)
     model = BertForPreTraining(model_config)
     if position_init is not None:
-        # Deviation: BERT draws the position table from N(0, 0.02²); a scaled sinusoidal table gives a tiny model
-        # usable relative-position geometry from the first step (the table is still learned).
-        with torch.no_grad():
-            table = sinusoidal_table(model_config.max_len, model_config.d_model)  # (max_len, D), float64
-            model.bert.embeddings.position.weight.copy_(position_init * table)
-    pool = data.train_pairs
+        _sinusoidal_positions(model, position_init)
 
     def train_batches(generator: torch.Generator) -> BertBatch:
-        index = torch.randint(0, len(pool), (batch_size,), generator=generator).tolist()
+        index = torch.randint(0, len(pool), (train_config.batch_size,), generator=generator).tolist()
         return make_bert_batch([pool[i] for i in index], tokenizer, generator=generator)
 
     def evaluate(m: nn.Module) -> dict[str, float]:
@@ -532,83 +554,35 @@ def make_bert_trainer(
     )
 
 
-def pretrain_bert(
-    *,
-    steps: int | None = None,
-    lr: float | None = None,
-    batch_size: int = 32,
-    seed: int = 0,
-    out_dir: str | os.PathLike | None = None,
-    resume: str | os.PathLike | None = None,
-    progress: bool = False,
-    checkpoint_every: int | None = None,
-    model_config: BertConfig | None = None,
-    train_config: TrainConfig | None = None,
-    data: BertData | None = None,
-    vocab_size: int = 4000,
-    max_len: int = 64,
-    cache_dir: str | os.PathLike | None = None,
-    position_init: float | None = None,
-) -> BertRun:
-    """Pre-train a :class:`BertForPreTraining` with MLM + NSP and measure it on the held-out documents.
-
-    Args:
-        steps, lr: override ``bert_train_config()``'s steps (2000) and peak learning rate (2e-3).
-        batch_size: pairs per step (32).
-        seed: seeds the weights (``seed_everything``), the training pairs and the trainer's batch generator.
-        out_dir: write checkpoints there (every ``checkpoint_every`` steps, default every evaluation, and at the
-            end) together with ``tokenizer.json``; None writes nothing.
-        resume: a checkpoint directory, or an ``out_dir`` to continue from its newest checkpoint (same config).
-        progress: show a progress bar.
-        model_config, train_config: replace the recipe's (:func:`bert_model_config`, :func:`bert_train_config`);
-            ``steps``/``lr``/``progress``/``out_dir`` still apply on top.
-        data: a :class:`BertData` to reuse (else :func:`prepare_bert_data` with ``vocab_size``, ``max_len``,
-            ``seed``, ``cache_dir``).
-        position_init: see :func:`make_bert_trainer` (None: BERT's initialisation of the position table).
-
-    The report holds the final held-out metrics (:func:`evaluate_bert`) plus ``steps`` (optimizer updates done),
-    ``train_seconds`` (wall time of ``fit``) and ``parameters``.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if data is None:
-        data = prepare_bert_data(vocab_size=vocab_size, max_len=max_len, seed=seed, cache_dir=cache_dir)
-    tokenizer = data.tokenizer
-    changes: dict[str, Any] = {"seed": seed, "progress": progress}
-    if steps is not None:
-        changes["steps"] = steps
-        if (train_config or bert_train_config()).warmup_steps >= steps:  # a short run: warm up over its first 10%
-            changes["warmup_steps"] = steps // 10
-    if lr is not None:
-        changes["max_lr"] = lr
-        changes["min_lr"] = min((train_config or bert_train_config()).min_lr, lr)
-    if out_dir is not None:
-        changes["out_dir"] = os.fspath(out_dir)
-        base = train_config or bert_train_config()
-        changes["checkpoint_every"] = checkpoint_every or base.checkpoint_every or base.eval_every
-    elif checkpoint_every is not None:
-        raise ValueError("checkpoint_every needs out_dir: where should the checkpoints go?")
-    train_config = dataclasses.replace(train_config or bert_train_config(), **changes)
-
-    trainer = make_bert_trainer(
-        data,
-        batch_size=batch_size,
-        seed=seed,
-        model_config=model_config,
-        train_config=train_config,
-        position_init=position_init,
+def bert_report(trainer: Trainer, data: BertData, seconds: float) -> BertReport:
+    """Measure a trained BERT on the held-out batches (:func:`evaluate_bert`)."""
+    metrics = evaluate_bert(
+        trainer.model, data.heldout_batches, mask_id=data.tokenizer.mask_id, unigram_token=data.unigram_token
     )
-    model = trainer.model
-    if out_dir is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        tokenizer.save(Path(out_dir) / "tokenizer.json")
-    if resume is not None:
-        trainer.resume(resume)
-    start = time.perf_counter()
-    history = trainer.fit()
-    train_seconds = time.perf_counter() - start
-    model.eval()
-    report = evaluate_bert(model, data.heldout_batches, mask_id=tokenizer.mask_id, unigram_token=data.unigram_token)
-    report.update({"steps": float(trainer.step), "train_seconds": train_seconds})
-    report["parameters"] = float(count_parameters(model))
-    return BertRun(model=model, tokenizer=tokenizer, history=list(history), report=report, data=data, trainer=trainer)
+    metrics.update(masked_positions=int(metrics["masked_positions"]), nsp_pairs=int(metrics["nsp_pairs"]))
+    return BertReport(**metrics, n_parameters=count_parameters(trainer.model), steps=trainer.step, seconds=seconds)
+
+
+def train_bert(
+    data: BertData,
+    model_config: BertConfig,
+    train_config: TrainConfig,
+    *,
+    position_init: float | None = None,
+    resume: str | os.PathLike | None = None,
+) -> Run:
+    """Pre-train a :class:`BertForPreTraining` with MLM + NSP on ``data`` and measure it on the held-out documents.
+
+    ``data`` comes from :func:`prepare_bert_data`, ``model_config`` from :func:`bert_model_config` (it must fit the
+    data's vocabulary and pair length), ``train_config`` from :func:`bert_train_config`: its ``seed`` seeds the
+    weights and the batches; with ``out_dir`` the run writes checkpoints (every ``checkpoint_every`` steps and at
+    the end), ``tokenizer.json``, ``model_config.json`` and ``history.jsonl`` there. ``position_init``: see
+    :func:`make_bert_trainer`. ``resume``: a checkpoint folder, or an ``out_dir`` to continue from its newest
+    checkpoint (written with the same configs). Returns a :class:`~.runs.Run` whose ``report`` is a
+    :class:`BertReport`.
+    """
+    trainer = make_bert_trainer(data, model_config, train_config, position_init=position_init)
+    write_run_setup(train_config, model_config, data.tokenizer)
+    _, seconds = fit(trainer, resume=resume)
+    report = bert_report(trainer, data, seconds)
+    return finish_run(trainer, tokenizer=data.tokenizer, report=report, data=data)

@@ -1,4 +1,4 @@
-r"""Training a GPT language model on text: the data, the loss, the evaluation and a ready-made run.
+r"""The GPT recipe: a decoder-only language model trained on text, measured against the unigram baseline.
 
 The pieces, each small enough to read in one go:
 
@@ -10,11 +10,17 @@ The pieces, each small enough to read in one go:
     evaluate_lm(model, tokens, context)        validation loss and perplexity, every token predicted once
     unigram_loss(train, targets, V)            the baseline: a model that ignores the context altogether
     gpt_model_config(V, ...)                   the GPT of the recipe (GPT-2's architecture, F = 4·D)
+    gpt_train_config(...)                      its optimisation: 1000 steps of 32 windows, AdamW, warm-up + cosine
     sample_text(model, tokenizer, prompt, n)   sampling with temperature / top-k / top-p, sliding the context
-    train_gpt(...)                             the whole run -> LMRun(model, tokenizer, history, report)
-    add_gpt_arguments / run_gpt_command        the ``tfs train gpt`` command line
+    make_gpt_trainer(data, model_config, train_config)   a fresh GPT in a Trainer, ready to fit
+    gpt_report(trainer, data, seconds)                   validation loss, perplexity, baseline and a sample
+    train_gpt(data, model_config, train_config)          the whole run -> Run (report: LMReport)
 
-``train_gpt`` is what chapter 08 and ``tfs train gpt`` call.
+Chapter 08 and ``tfs train gpt`` run it as::
+
+    data = load_lm_data()                                   # the embedded Python-docs corpus, characters
+    run = train_gpt(data, gpt_model_config(data.vocab_size), gpt_train_config())
+    run.report.val_perplexity, run.report.sample
 
 Measuring a language model
 --------------------------
@@ -44,19 +50,13 @@ non-overlapping form and say so.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
-import json
 import math
 import os
 import statistics
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -68,13 +68,12 @@ from ..datasets.corpus import corpus_cache_dir, load_python_docs_corpus
 from ..functional import cross_entropy
 from ..models.gpt import GPT
 from ..tokenizers import BPETokenizer, CharTokenizer, SpecialTokens, Tokenizer
-from .trainer import TrainConfig, Trainer
-from .utils import count_parameters, seed_everything
+from ..training import TrainConfig, Trainer, count_parameters, seed_everything
+from .runs import Report, Run, check_input, common_train_config, finish_run, fit, write_run_setup
 
 __all__ = [
     "TOKENIZERS",
     "TRAIN_FRACTION",
-    "GPT_DEFAULTS",
     "read_text_file",
     "split_text",
     "lm_texts",
@@ -82,49 +81,23 @@ __all__ = [
     "LMData",
     "load_lm_data",
     "lm_loss",
-    "gpt_model_config",
-    "sample_text",
-    "default_prompt",
     "evaluation_windows",
     "evaluate_lm",
     "unigram_distribution",
     "unigram_loss",
+    "gpt_model_config",
+    "gpt_train_config",
+    "sample_text",
+    "default_prompt",
     "LMReport",
-    "LMRun",
+    "make_gpt_trainer",
+    "gpt_report",
     "train_gpt",
-    "write_history",
-    "HISTORY_FILE",
-    "TOKENIZER_FILE",
-    "MODEL_CONFIG_FILE",
-    "gpt_kwargs_from_args",
-    "add_gpt_arguments",
-    "run_gpt_command",
 ]
 
 TOKENIZERS = ("char", "bpe")
 TRAIN_FRACTION = 0.9  # a user's file: the first 90 % of its characters train, the last 10 % validate
 CHAR_SPECIAL_TOKENS = SpecialTokens(pad=None, unk="<unk>", cls=None, sep=None, mask=None)  # unk: unseen characters
-
-# The recipe of ``tfs train gpt``: the model and optimisation settings of ``train_gpt`` (each a flag), with defaults.
-GPT_DEFAULTS: dict[str, Any] = {
-    "tokenizer": "char",
-    "bpe_vocab_size": 512,
-    "n_layers": 4,
-    "n_heads": 4,
-    "d_model": 128,
-    "context": 64,
-    "batch_size": 32,
-    "steps": 1000,
-    "lr": 2e-3,
-    "min_lr": 1e-4,
-    "warmup_steps": 100,
-    "weight_decay": 0.1,
-    "beta2": 0.99,
-    "grad_clip": 1.0,
-    "dropout": 0.0,
-    "eval_every": 100,
-    "seed": 0,
-}
 
 
 # ------------------------------------------------------------------------------------------------------- text
@@ -365,15 +338,23 @@ def unigram_loss(train_tokens: Tensor, targets: Tensor, vocab_size: int) -> floa
     return float(-p.log()[targets].mean())
 
 
-# ------------------------------------------------------------------------------------------------ the model
+# ------------------------------------------------------------------------------------- the recipe's settings
 
 
 def gpt_model_config(
-    vocab_size: int, *, n_layers: int, n_heads: int, d_model: int, context: int, dropout: float
+    vocab_size: int,
+    *,
+    n_layers: int = 4,
+    n_heads: int = 4,
+    d_model: int = 128,
+    context: int = 64,
+    dropout: float = 0.0,
+    **overrides,
 ) -> GPTConfig:
     """The GPT of this recipe: GPT-2's architecture (learned positions, pre-LN, tanh GELU, tied head) with
-    F = 4·D, ``max_len = context`` and one dropout rate for GPT-2's three dropout sites."""
-    return GPTConfig(
+    4 layers, 4 heads, D = 128, F = 4·D, ``max_len = context`` = 64 tokens and one dropout rate (0) for GPT-2's
+    three dropout sites. ``overrides`` replace any other field of the config (e.g. ``impl="kernels"``)."""
+    config = GPTConfig(
         vocab_size=vocab_size,
         d_model=d_model,
         n_heads=n_heads,
@@ -384,6 +365,15 @@ def gpt_model_config(
         embedding_dropout=dropout,
         attention_dropout=dropout,
     )
+    return dataclasses.replace(config, **overrides)
+
+
+def gpt_train_config(**overrides) -> TrainConfig:
+    """The optimisation of this recipe: 1000 steps of 32 random windows, AdamW with β₂ = 0.99 and decoupled weight
+    decay 0.1 (not on biases and norm gains), validation every 100 steps; warm-up, cosine and clipping as every
+    recipe (:func:`~.runs.common_train_config`). ``overrides`` replace any field."""
+    recipe = common_train_config(steps=1000, batch_size=32, weight_decay=0.1, betas=(0.9, 0.99), eval_every=100)
+    return dataclasses.replace(recipe, **overrides)
 
 
 @torch.no_grad()
@@ -443,8 +433,9 @@ def default_prompt(data: LMData) -> str:
 
 
 @dataclass(frozen=True)
-class LMReport:
-    """The numbers of a finished run (losses in nats per token of the run's tokenizer)."""
+class LMReport(Report):
+    """The numbers of a finished GPT run (losses in nats per token of the run's tokenizer), after the model's size
+    and the run's length (:class:`~.runs.Report`)."""
 
     val_loss: float
     val_perplexity: float
@@ -454,155 +445,53 @@ class LMReport:
     train_tokens: int
     vocab_size: int
     tokenizer: str  # "char" or "bpe"
-    n_parameters: int
-    steps: int
-    seconds: float
     tokens_per_s: float  # median over the training steps
     prompt: str
     sample: str  # the prompt and its sampled continuation
     source: str
 
 
-@dataclass
-class LMRun:
-    """What :func:`train_gpt` returns: the trained model (eval mode), its tokenizer, the training history (one
-    dict per step, validation metrics at evaluation steps and at the last step) and the final report."""
-
-    model: GPT
-    tokenizer: Tokenizer
-    history: list[dict[str, Any]]
-    report: LMReport
-    data: LMData
-    trainer: Trainer
-
-
-HISTORY_FILE = "history.jsonl"
-TOKENIZER_FILE = "tokenizer.json"
-MODEL_CONFIG_FILE = "model_config.json"
-
-
-def write_history(history: list[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """One JSON object per line and step: ``step``, ``train_loss``, ``val_loss`` (null where the step was not
-    evaluated), ``tokens_per_s``, then the rest of the record (``lr``, ``grad_norm``, ``val_perplexity`` …)."""
-    path = Path(path)
-    lines = []
-    for record in history:
-        first = {k: record.get(k) for k in ("step", "train_loss", "val_loss", "tokens_per_s")}
-        lines.append(json.dumps({**first, **{k: v for k, v in record.items() if k not in first}}))
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
-    return path
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def train_gpt(
-    data: str | os.PathLike | LMData | None = None,
-    *,
-    tokenizer: str = GPT_DEFAULTS["tokenizer"],
-    bpe_vocab_size: int = GPT_DEFAULTS["bpe_vocab_size"],
-    n_layers: int = GPT_DEFAULTS["n_layers"],
-    n_heads: int = GPT_DEFAULTS["n_heads"],
-    d_model: int = GPT_DEFAULTS["d_model"],
-    context: int = GPT_DEFAULTS["context"],
-    batch_size: int = GPT_DEFAULTS["batch_size"],
-    steps: int = GPT_DEFAULTS["steps"],
-    lr: float = GPT_DEFAULTS["lr"],
-    min_lr: float = GPT_DEFAULTS["min_lr"],
-    warmup_steps: int = GPT_DEFAULTS["warmup_steps"],
-    weight_decay: float = GPT_DEFAULTS["weight_decay"],
-    beta2: float = GPT_DEFAULTS["beta2"],
-    grad_clip: float | None = GPT_DEFAULTS["grad_clip"],
-    dropout: float = GPT_DEFAULTS["dropout"],
-    eval_every: int | None = GPT_DEFAULTS["eval_every"],
-    seed: int = GPT_DEFAULTS["seed"],
-    eval_tokens: int | None = 50_000,
-    out_dir: str | os.PathLike | None = None,
-    checkpoint_every: int | None = None,
-    prompt: str | None = None,
-    sample_tokens: int = 200,
-    temperature: float = 0.8,
-    progress: bool = False,
-    cache_dir: str | os.PathLike | None = None,
-) -> LMRun:
-    """Train a GPT on text and report validation loss, perplexity, the unigram baseline and a sample.
-
-    ``data``: None (the embedded Python-docs corpus, its train / validation splits), a text file (cut 90 / 10 by
-    :func:`split_text`) or an :class:`LMData` already loaded. ``tokenizer``: "char" or "bpe" (``bpe_vocab_size``
-    ids), learned on the training text. The model is :func:`gpt_model_config`; the optimiser is the package's
-    AdamW with betas (0.9, ``beta2``), decoupled ``weight_decay`` (not on biases and norm gains), the global
-    gradient norm clipped to ``grad_clip`` (0 or None: no clipping) and a linear warm-up over ``warmup_steps`` to
-    ``lr``, then a cosine down to ``min_lr`` at ``steps`` (:class:`TrainConfig`). Each step trains on
-    ``batch_size`` random windows of ``context`` tokens (:func:`lm_batch`).
-
-    Validation (:func:`evaluate_lm`) runs every ``eval_every`` steps and after the last one, on the first
-    ``eval_tokens`` validation targets (None: all). ``seed`` seeds the weights, the batches and the sample.
-    With ``out_dir`` the run writes checkpoints (every ``checkpoint_every`` steps and at the end), ``history.jsonl``
-    (:func:`write_history`), ``tokenizer.json`` and ``model_config.json`` there. The sample continues ``prompt``
-    for ``sample_tokens`` tokens at ``temperature`` (default prompt: :func:`default_prompt`).
-    """
-    for name, value in (
-        ("n_layers", n_layers),
-        ("n_heads", n_heads),
-        ("d_model", d_model),
-        ("context", context),
-        ("batch_size", batch_size),
-        ("steps", steps),
-        ("sample_tokens", sample_tokens),
-    ):
-        _check_positive_int(name, value)
-    if grad_clip is not None and grad_clip == 0:
-        grad_clip = None  # 0 means "do not clip" (the trainer still measures the norm)
-    train_config = TrainConfig(  # validated before any data is read: a bad flag fails at once
-        steps=steps,
-        max_lr=lr,
-        min_lr=min_lr,
-        warmup_steps=warmup_steps,
-        schedule="cosine",
-        weight_decay=weight_decay,
-        betas=(0.9, beta2),
-        grad_clip=grad_clip,
-        eval_every=eval_every,
-        out_dir=None if out_dir is None else os.fspath(out_dir),
-        checkpoint_every=checkpoint_every,
-        progress=progress,
-        seed=seed,
-    )
-    gpt_model_config(1, n_layers=n_layers, n_heads=n_heads, d_model=d_model, context=context, dropout=dropout)
-
-    lm_data = (
-        data
-        if isinstance(data, LMData)
-        else load_lm_data(data, tokenizer=tokenizer, bpe_vocab_size=bpe_vocab_size, cache_dir=cache_dir)
-    )
-    train_tokens, val_tokens = lm_data.train, lm_data.validation
-    if train_tokens.numel() < context + 1:
+def _check_fits(data: LMData, model_config: GPTConfig) -> None:
+    """The model must read the data's tokens, and both streams must be long enough to train and to score."""
+    check_input("data", data, LMData, "load_lm_data")
+    check_input("model_config", model_config, GPTConfig, "gpt_model_config")
+    if model_config.vocab_size != data.vocab_size:
         raise ValueError(
-            f"the training text has {train_tokens.numel()} tokens, fewer than context + 1 = {context + 1}; "
+            f"model_config.vocab_size={model_config.vocab_size} does not fit the data's vocabulary of "
+            f"{data.vocab_size} tokens; build it with gpt_model_config(data.vocab_size, ...)"
+        )
+    context = model_config.max_len
+    if data.train.numel() < context + 1:
+        raise ValueError(
+            f"the training text has {data.train.numel()} tokens, fewer than context + 1 = {context + 1}; "
             "use more text or a smaller context"
         )
-    if val_tokens.numel() < 2:
-        raise ValueError(f"the validation text has {val_tokens.numel()} token(s); it needs at least 2")
+    if data.validation.numel() < 2:
+        raise ValueError(f"the validation text has {data.validation.numel()} token(s); it needs at least 2")
 
-    seed_everything(seed)
-    model = GPT(
-        gpt_model_config(
-            lm_data.vocab_size, n_layers=n_layers, n_heads=n_heads, d_model=d_model, context=context, dropout=dropout
-        )
-    )
+
+def make_gpt_trainer(
+    data: LMData, model_config: GPTConfig, train_config: TrainConfig, *, eval_tokens: int | None = 50_000
+) -> Trainer:
+    """A :class:`Trainer` for a fresh :class:`GPT` (weights seeded with ``train_config.seed``), ready to ``fit()``.
+
+    Each step trains on ``train_config.batch_size`` random windows of ``model_config.max_len`` tokens of the
+    training stream (:func:`lm_batch`); every ``eval_every`` steps :func:`evaluate_lm` scores the first
+    ``eval_tokens`` validation targets (None: all).
+    """
+    _check_fits(data, model_config)
+    context = model_config.max_len
+    seed_everything(train_config.seed)
+    model = GPT(model_config)
 
     def train_batches(generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        return lm_batch(train_tokens, batch_size, context, generator=generator)  # x, y (B, T)
+        return lm_batch(data.train, train_config.batch_size, context, generator=generator)  # x, y (B, T)
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        result = evaluate_lm(m, val_tokens, context, max_tokens=eval_tokens)
+        result = evaluate_lm(m, data.validation, context, max_tokens=eval_tokens)
         return {"val_loss": result["val_loss"], "val_perplexity": result["val_perplexity"]}
 
-    trainer = Trainer(
+    return Trainer(
         model,
         train_config,
         loss_fn=lm_loss,
@@ -610,150 +499,82 @@ def train_gpt(
         evaluate=evaluate,
         count_tokens=lambda batch: batch[0].numel(),
     )
-    start = time.perf_counter()
-    history = trainer.fit()
-    seconds = time.perf_counter() - start
 
-    model.eval()
-    final = evaluate_lm(model, val_tokens, context, max_tokens=eval_tokens)
-    if "val_loss" not in history[-1]:  # the last step always carries the final validation numbers
+
+def gpt_report(
+    trainer: Trainer,
+    data: LMData,
+    seconds: float,
+    *,
+    eval_tokens: int | None = 50_000,
+    prompt: str | None = None,
+    sample_tokens: int = 200,
+    temperature: float = 0.8,
+) -> LMReport:
+    """Measure a trained GPT: validation loss and perplexity (also written into the last history record, so the
+    last step always carries the final numbers), the unigram baseline on the same targets, and a sample of
+    ``sample_tokens`` tokens continuing ``prompt`` (default :func:`default_prompt`) at ``temperature``, drawn
+    with a generator seeded from ``train_config.seed``."""
+    model, history = trainer.model, trainer.history
+    final = evaluate_lm(model, data.validation, model.config.max_len, max_tokens=eval_tokens)
+    if "val_loss" not in history[-1]:
         history[-1].update(val_loss=final["val_loss"], val_perplexity=final["val_perplexity"])
     n_targets = int(final["val_tokens"])
-    baseline = unigram_loss(train_tokens, val_tokens[1 : 1 + n_targets], lm_data.vocab_size)
-    prompt = default_prompt(lm_data) if prompt is None else prompt
-    sample = sample_text(
-        model,
-        lm_data.tokenizer,
-        prompt,
-        sample_tokens,
-        temperature=temperature,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    report = LMReport(
+    baseline = unigram_loss(data.train, data.validation[1 : 1 + n_targets], data.vocab_size)
+    prompt = default_prompt(data) if prompt is None else prompt
+    generator = torch.Generator().manual_seed(trainer.config.seed)
+    sample = sample_text(model, data.tokenizer, prompt, sample_tokens, temperature=temperature, generator=generator)
+    return LMReport(
         val_loss=final["val_loss"],
         val_perplexity=final["val_perplexity"],
         unigram_loss=baseline,
         unigram_perplexity=math.exp(baseline),
         val_tokens=n_targets,
-        train_tokens=int(train_tokens.numel()),
-        vocab_size=lm_data.vocab_size,
-        tokenizer=lm_data.tokenizer.type_name,
+        train_tokens=int(data.train.numel()),
+        vocab_size=data.vocab_size,
+        tokenizer=data.tokenizer.type_name,
         n_parameters=count_parameters(model),
         steps=trainer.step,
         seconds=seconds,
         tokens_per_s=statistics.median(r["tokens_per_s"] for r in history),
         prompt=prompt,
         sample=sample,
-        source=lm_data.source,
-    )
-    if out_dir is not None:
-        folder = Path(out_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_history(history, folder / HISTORY_FILE)
-        lm_data.tokenizer.save(folder / TOKENIZER_FILE)
-        (folder / MODEL_CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(model.config), indent=1) + "\n")
-    return LMRun(
-        model=model, tokenizer=lm_data.tokenizer, history=list(history), report=report, data=lm_data, trainer=trainer
+        source=data.source,
     )
 
 
-# ------------------------------------------------------------------------------------------ the command line
+def train_gpt(
+    data: LMData,
+    model_config: GPTConfig,
+    train_config: TrainConfig,
+    *,
+    eval_tokens: int | None = 50_000,
+    prompt: str | None = None,
+    sample_tokens: int = 200,
+    temperature: float = 0.8,
+    resume: str | os.PathLike | None = None,
+) -> Run:
+    """Train a GPT on ``data`` and report validation loss, perplexity, the unigram baseline and a sample.
 
-# flag -> (keyword of train_gpt, type, help). Defaults are None on the command line: None means GPT_DEFAULTS.
-_FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
-    ("--data", "data", str, "a UTF-8 text file, split 90/10 into train/validation (default: the embedded corpus)"),
-    ("--tokenizer", "tokenizer", str, "char or bpe (default char)"),
-    ("--bpe-vocab-size", "bpe_vocab_size", int, "vocabulary size of the BPE tokenizer (default 512)"),
-    ("--n-layers", "n_layers", int, "Transformer blocks (default 4)"),
-    ("--n-heads", "n_heads", int, "attention heads (default 4)"),
-    ("--d-model", "d_model", int, "model width D; the feed-forward width is 4·D (default 128)"),
-    ("--context", "context", int, "tokens the model reads (default 64)"),
-    ("--batch-size", "batch_size", int, "windows per step (default 32)"),
-    ("--steps", "steps", int, "optimizer steps (default 1000)"),
-    ("--lr", "lr", float, "peak learning rate (default 2e-3)"),
-    ("--min-lr", "min_lr", float, "final learning rate of the cosine (default 1e-4)"),
-    ("--warmup-steps", "warmup_steps", int, "linear warm-up steps (default 100, at most steps/10)"),
-    ("--weight-decay", "weight_decay", float, "AdamW weight decay (default 0.1)"),
-    ("--beta2", "beta2", float, "AdamW beta2 (default 0.99)"),
-    ("--grad-clip", "grad_clip", float, "clip the gradient norm to this; 0 = no clipping (default 1.0)"),
-    ("--dropout", "dropout", float, "dropout rate (default 0)"),
-    ("--eval-every", "eval_every", int, "validate every N steps (default 100)"),
-    ("--seed", "seed", int, "random seed (default 0)"),
-    ("--out", "out_dir", str, "folder for checkpoints, history.jsonl and the tokenizer (default runs/<time>)"),
-    ("--checkpoint-every", "checkpoint_every", int, "checkpoint every N steps (default: at the end)"),
-    ("--prompt", "prompt", str, "text the sample continues (default 'The ', if every character is known)"),
-    ("--sample-tokens", "sample_tokens", int, "tokens to sample after training (default 200)"),
-    ("--temperature", "temperature", float, "sampling temperature (default 0.8)"),
-)
-
-
-def add_gpt_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the flags of ``tfs train gpt`` to ``parser`` (every one defaults to None = the recipe's default).
-
-    A flag the parser already has (``tfs train`` shares --steps, --lr, --seed … with the other tasks) is left as
-    it is; :func:`run_gpt_command` reads it by its destination name, so the shared flag serves both. Also adds
-    ``--no-progress`` unless present.
+    ``data`` comes from :func:`load_lm_data`; ``model_config`` from :func:`gpt_model_config` (its ``max_len`` is the
+    context the model reads); ``train_config`` from :func:`gpt_train_config` (its ``seed`` seeds the weights, the
+    batches and the sample; with ``out_dir`` the run writes checkpoints, ``history.jsonl``, ``tokenizer.json`` and
+    ``model_config.json`` there). The other options go to :func:`make_gpt_trainer` and :func:`gpt_report`;
+    ``resume`` continues from a checkpoint written with the same configs. Returns a :class:`~.runs.Run` whose
+    ``report`` is an :class:`LMReport`.
     """
-    existing = set(parser._option_string_actions)  # argparse's own table of the option strings already defined
-    for flag, _, kind, help_text in _FLAGS:
-        if flag not in existing:
-            parser.add_argument(flag, type=kind, default=None, help=help_text)
-    if "--no-progress" not in existing:
-        parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser
-
-
-def _flag_dest(flag: str) -> str:
-    return flag.lstrip("-").replace("-", "_")
-
-
-def _runs_folder(out: str | None) -> Path:
-    if out is not None:
-        return Path(out)
-    base = Path(os.environ.get("TFS_RUNS_DIR", "runs"))
-    return base / datetime.now().strftime("gpt-%Y%m%d-%H%M%S")
-
-
-def gpt_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The keywords of :func:`train_gpt` from parsed flags: given flags as they are, the others from
-    ``GPT_DEFAULTS``; with ``--steps`` but no ``--warmup-steps`` the warm-up is min(100, steps // 10)."""
-    kwargs: dict[str, Any] = {}
-    for flag, keyword, _, _ in _FLAGS:
-        value = getattr(args, _flag_dest(flag), None)
-        if value is not None:
-            kwargs[keyword] = value
-    for keyword, default in GPT_DEFAULTS.items():
-        kwargs.setdefault(keyword, default)
-    if getattr(args, "steps", None) is not None and getattr(args, "warmup_steps", None) is None:
-        kwargs["warmup_steps"] = min(GPT_DEFAULTS["warmup_steps"], kwargs["steps"] // 10)
-    if kwargs["tokenizer"] not in TOKENIZERS:
-        raise ValueError(f"--tokenizer must be one of {TOKENIZERS}, got {kwargs['tokenizer']!r}")
-    return kwargs
-
-
-def run_gpt_command(args: argparse.Namespace) -> int:
-    """``tfs train gpt``: train (:func:`train_gpt`), then print the validation loss, perplexity, the unigram
-    baseline and a sample. Bad flags or a bad ``--data`` path raise ValueError / FileNotFoundError with a
-    one-line message for the caller to print. Returns the exit status 0."""
-    kwargs = gpt_kwargs_from_args(args)
-    folder = _runs_folder(kwargs.get("out_dir"))
-    kwargs["out_dir"] = str(folder)
-    run = train_gpt(**kwargs, progress=not getattr(args, "no_progress", False))
-    r, c = run.report, run.model.config
-    print(
-        f"GPT: {c.n_layers} layers, {c.n_heads} heads, d_model {c.d_model}, context {c.max_len}, "
-        f"{r.n_parameters:,} parameters"
+    if isinstance(sample_tokens, bool) or not isinstance(sample_tokens, int) or sample_tokens < 1:
+        raise ValueError(f"sample_tokens must be a positive integer, got {sample_tokens!r}")
+    trainer = make_gpt_trainer(data, model_config, train_config, eval_tokens=eval_tokens)
+    write_run_setup(train_config, model_config, data.tokenizer)
+    _, seconds = fit(trainer, resume=resume)
+    report = gpt_report(
+        trainer,
+        data,
+        seconds,
+        eval_tokens=eval_tokens,
+        prompt=prompt,
+        sample_tokens=sample_tokens,
+        temperature=temperature,
     )
-    print(
-        f"data: {r.source} · {r.tokenizer} tokens, vocabulary {r.vocab_size} · {r.train_tokens:,} train / "
-        f"{r.val_tokens:,} validation tokens scored"
-    )
-    print(f"{r.steps} steps in {r.seconds:.0f} s ({r.tokens_per_s:,.0f} tokens/s)")
-    print(
-        f"validation loss {r.val_loss:.4f} nats/token · perplexity {r.val_perplexity:.2f} "
-        f"(unigram baseline: loss {r.unigram_loss:.4f}, perplexity {r.unigram_perplexity:.2f})"
-    )
-    print(f"sample (temperature {kwargs.get('temperature', 0.8)}):")
-    print(r.sample)
-    print(f"checkpoints, {HISTORY_FILE}, {TOKENIZER_FILE} and {MODEL_CONFIG_FILE} in {folder}/")
-    return 0
+    return finish_run(trainer, tokenizer=data.tokenizer, report=report, data=data)
