@@ -98,7 +98,31 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.norm(x))
 
 
-class BertModel(nn.Module):
+class _BertBase(nn.Module):
+    """What both BERT classes share: BERT's initialisation and loading a Hugging Face folder."""
+
+    _pretraining = False  # whether a checkpoint of this class holds the heads too (keys bert.* and cls.*)
+
+    def reset_parameters(self) -> None:
+        """BERT's initialisation: every weight matrix and embedding N(0, initializer_range²), biases 0, norms 1/0
+        (a tied matrix — the token embedding the MLM decoder reuses — drawn once)."""
+        _init_bert_weights(self, self.config.initializer_range)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, dtype: torch.dtype | None = None):
+        """Load a Hugging Face folder (``config.json`` + ``model.safetensors``) of this class — a ``BertModel``, or
+        a ``BertForPreTraining`` with keys ``bert.*`` and ``cls.*`` — in eval mode.
+
+        See :func:`interop.hf_bert.read_pretrained` for the accepted files and the errors. ``dtype`` defaults to
+        float32 whatever the checkpoint stores. No network access: ``path`` must be a folder on disk.
+        """
+        config, state = hf_bert.read_pretrained(path, pretraining=cls._pretraining)
+        model = cls(config).to(torch.float32 if dtype is None else dtype)  # randomly initialised, then overwritten
+        model.load_state_dict(state)  # casts every tensor to the model's dtype; a tied matrix is listed twice
+        return model.eval()
+
+
+class BertModel(_BertBase):
     """The BERT encoder: embeddings, L post-LN blocks, the [CLS] pooler.
 
     Build it from a config — ``BertModel(BertConfig.tiny())`` — or from a Hugging Face folder with
@@ -119,22 +143,6 @@ class BertModel(nn.Module):
         self.encoder = Encoder(c.block_config(), c.n_layers, final_norm=False)
         self.pooler = CLSPooler(c.d_model)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """BERT's initialisation: every weight matrix and embedding N(0, initializer_range²), biases 0, norms 1/0."""
-        _init_bert_weights(self, self.config.initializer_range)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> BertModel:
-        """Load a Hugging Face BERT folder (``config.json`` + ``model.safetensors``) — in eval mode.
-
-        See :func:`interop.hf_bert.read_pretrained` for the accepted files and the errors. ``dtype`` defaults to
-        float32 whatever the checkpoint stores. No network access: ``path`` must be a folder on disk.
-        """
-        config, state = hf_bert.read_pretrained(path)
-        model = cls(config).to(torch.float32 if dtype is None else dtype)  # randomly initialised, then overwritten
-        model.load_state_dict(state)  # casts every tensor to the model's dtype
-        return model.eval()
 
     # ---- inputs -----------------------------------------------------------------------------------------
 
@@ -189,7 +197,7 @@ class BertModel(nn.Module):
         )
 
 
-class BertForPreTraining(nn.Module):
+class BertForPreTraining(_BertBase):
     """BERT with both pre-training heads: masked LM (tied to the token embeddings) and next-sentence prediction.
 
     Sub-modules: ``bert`` (:class:`BertModel`), ``mlm`` (:class:`~heads.MLMHead`, ``mlm.decoder.weight`` *is*
@@ -201,6 +209,8 @@ class BertForPreTraining(nn.Module):
     ``objectives/mlm.py``); ``nsp_labels`` are 0 (IsNext) or 1 (NotNext). With labels the output carries
     ``loss = mlm_loss + nsp_loss`` (either one alone when only its labels are given).
     """
+
+    _pretraining = True  # its checkpoints hold the MLM and NSP heads (keys cls.*)
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -216,18 +226,6 @@ class BertForPreTraining(nn.Module):
         )
         self.nsp = NSPHead(c.d_model)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """BERT's initialisation of every parameter (the tied token embedding drawn once, for both uses)."""
-        _init_bert_weights(self, self.config.initializer_range)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> BertForPreTraining:
-        """Load a Hugging Face ``BertForPreTraining`` folder (keys ``bert.*`` and ``cls.*``), in eval mode."""
-        config, state = hf_bert.read_pretrained(path, pretraining=True)
-        model = cls(config).to(torch.float32 if dtype is None else dtype)  # randomly initialised, then overwritten
-        model.load_state_dict(state)  # the tied MLM decoder is listed under both names, with one tensor
-        return model.eval()
 
     def forward(
         self,
