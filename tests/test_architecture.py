@@ -104,6 +104,18 @@ def test_imports_flow_downward():
     assert not upward, "imports that run upward or sideways:\n" + "\n".join(sorted(upward))
 
 
+def test_the_training_machinery_imports_no_model_code():
+    """training/ is generic (any model, any loss): the families' recipes live a floor above it, in recipes/."""
+    ours = {
+        f"{name} -> {target}"
+        for name, targets in import_graph().items()
+        if part(name) == "training"
+        for target in targets
+        if part(target) != "training"
+    }
+    assert not ours, "training imports the package's: " + ", ".join(sorted(ours))
+
+
 def test_the_import_graph_has_no_cycle():
     graph = {name: targets - {PACKAGE} for name, targets in import_graph().items()}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done

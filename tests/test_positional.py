@@ -421,8 +421,9 @@ def test_rotary_attention_equals_projections_rope_then_attention(gen, convention
     k_rot = torch.from_numpy(ref.rope(k, pos.numpy()[:, None], 10000.0, convention))
     expected = mha.out_proj(tf.merge_heads(tf.scaled_dot_product_attention(q_rot, k_rot, v, allowed=allowed)))
     assert_close(mha(x, allowed=allowed, positions=pos), expected, **F64)
-    mha.fused = True  # the fused path rotates too
-    assert_close(mha(x, allowed=allowed, positions=pos), expected, **F64)
+    for impl in ("kernels", "torch"):  # the other implementations rotate too
+        mha.impl = impl
+        assert_close(mha(x, allowed=allowed, positions=pos), expected, **F64)
 
 
 @given(seed=st.integers(0, 2**31 - 1), offset=st.integers(1, 1000), t=st.integers(2, 6))
