@@ -21,7 +21,7 @@ from transformer_from_scratch.training.checkpoint import latest_checkpoint, list
 from transformer_from_scratch.training.clipping import clip_grad_norm_
 from transformer_from_scratch.training.optim import AdamW, param_groups_for_weight_decay
 from transformer_from_scratch.training.schedules import cosine_with_warmup, set_lr
-from transformer_from_scratch.training.trainer import NonFiniteLossError, TrainConfig, Trainer, _shard
+from transformer_from_scratch.training.trainer import DivergenceError, NonFiniteLossError, TrainConfig, Trainer, _shard
 
 N_ROWS, D_IN, N_CLASSES = 64, 6, 3
 
@@ -414,3 +414,60 @@ def test_sharding_splits_every_tensor_of_a_nested_batch_into_equal_row_slices():
     assert _shard(batch, 0, 1) is batch
     with pytest.raises(ValueError, match=r"shape \(6, 2\) cannot be split into 4 equal slices"):
         _shard(batch, 0, 4)
+
+
+# ----------------------------------------------------------------------------- divergence, on_step, retention
+
+
+def test_a_loss_that_stays_far_above_its_start_stops_the_run_with_a_message():
+    loss_fn, train_batches = make_task()
+
+    def exploding(model, batch):  # from step 4 on the loss is 1000× what the model gives
+        loss = loss_fn(model, batch)
+        return loss * 1000 if len(seen) >= 3 else loss
+
+    seen: list[dict] = []
+    cfg = config(steps=30, divergence_factor=10.0, divergence_patience=5)
+    trainer = Trainer(TinyNet(), cfg, loss_fn=exploding, train_batches=train_batches, on_step=seen.append)
+    with pytest.raises(DivergenceError, match=r"diverged.*10 × its first value.*for 5 steps.*step 8") as caught:
+        trainer.fit()
+    assert caught.value.step == 8 and trainer.step == 8  # steps 4..8: five in a row above the limit
+    assert not isinstance(caught.value, NonFiniteLossError)
+
+
+def test_a_short_excursion_above_the_limit_and_factor_none_do_not_stop_training():
+    loss_fn, train_batches = make_task()
+    for factor, patience, spike_steps in ((10.0, 5, {3, 4, 5, 6}), (None, 1, set(range(2, 13)))):
+        calls: list[None] = []
+
+        def spiky(model, batch):
+            calls.append(None)
+            loss = loss_fn(model, batch)
+            return loss * 1000 if len(calls) in spike_steps else loss
+
+        cfg = config(steps=12, divergence_factor=factor, divergence_patience=patience)
+        trainer = Trainer(TinyNet(), cfg, loss_fn=spiky, train_batches=train_batches)
+        assert len(trainer.fit()) == 12
+
+
+def test_on_step_sees_every_record_as_it_is_made():
+    loss_fn, train_batches = make_task()
+    seen: list[dict] = []
+    trainer = Trainer(TinyNet(), config(steps=5), loss_fn=loss_fn, train_batches=train_batches, on_step=seen.append)
+    history = trainer.fit()
+    assert seen == history and [r["step"] for r in seen] == [1, 2, 3, 4, 5]
+
+
+def test_retention_never_deletes_the_checkpoint_just_written(tmp_path):
+    """A folder that already holds checkpoints of later steps (another run's) must not cost this run its own."""
+    loss_fn, train_batches = make_task()
+    old = Trainer(TinyNet(), config(steps=8, out_dir=tmp_path), loss_fn=loss_fn, train_batches=train_batches)
+    old.fit(until=7)
+    old.save_checkpoint()
+    old.fit()  # step_000007 and step_000008 in the folder
+    new = Trainer(TinyNet(), config(steps=3, out_dir=tmp_path), loss_fn=loss_fn, train_batches=train_batches)
+    new.fit()
+    names = [p.name for p in list_checkpoints(tmp_path)]
+    assert "step_000003" in names and len(names) == 2  # keep_checkpoints=2: this run's newest and one other
+    _, state = load_checkpoint(tmp_path / "step_000003")
+    assert state["config"]["steps"] == 3

@@ -20,12 +20,13 @@ from .checkpoint import (
 from .clipping import clip_grad_norm_, grad_norm
 from .optim import AdamW, param_groups_for_weight_decay
 from .schedules import Schedule, constant, cosine_with_warmup, inverse_sqrt, set_lr
-from .trainer import History, NonFiniteLossError, TrainConfig, Trainer, to_device
+from .trainer import DivergenceError, History, NonFiniteLossError, TrainConfig, Trainer, to_device
 from .utils import count_parameters, pick_device, seed_everything
 
 __all__ = [
     "CheckpointError",
     "History",
+    "DivergenceError",
     "NonFiniteLossError",
     "TrainConfig",
     "Trainer",

@@ -207,12 +207,20 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def prune_checkpoints(out_dir: str | os.PathLike, keep: int) -> None:
-    """Delete all but the ``keep`` newest checkpoints, and leftovers of interrupted saves (``.tmp-*``, ``.old-*``)."""
+def prune_checkpoints(out_dir: str | os.PathLike, keep: int, *, protect: str | os.PathLike | None = None) -> None:
+    """Delete all but the ``keep`` newest checkpoints, and leftovers of interrupted saves (``.tmp-*``, ``.old-*``).
+
+    ``protect`` — the checkpoint just written — is never deleted and counts as one of the ``keep``, even when the
+    folder holds checkpoints of higher steps (left there by another run): the newest checkpoint of the current
+    run always survives.
+    """
     if keep < 1:
         raise ValueError(f"keep must be ≥ 1, got {keep}")
     out_dir = Path(out_dir)
-    for path in list_checkpoints(out_dir)[:-keep]:
+    found = list_checkpoints(out_dir)
+    protected = [p for p in found if protect is not None and p.resolve() == Path(protect).resolve()]
+    others = [p for p in found if p not in protected]
+    for path in others[: max(len(others) - (keep - len(protected)), 0)]:
         shutil.rmtree(path, ignore_errors=True)
     if out_dir.is_dir():
         for path in out_dir.iterdir():

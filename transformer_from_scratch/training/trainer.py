@@ -100,22 +100,36 @@ from .clipping import clip_grad_norm_, grad_norm
 from .optim import AdamW, param_groups_for_weight_decay
 from .schedules import constant, cosine_with_warmup, inverse_sqrt, set_lr
 
-__all__ = ["TrainConfig", "Trainer", "NonFiniteLossError", "History", "to_device"]
+__all__ = ["TrainConfig", "Trainer", "DivergenceError", "NonFiniteLossError", "History", "to_device"]
 
 History = list[dict[str, Any]]
 _SCHEDULES = ("cosine", "inverse_sqrt", "constant")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _RESERVED_KEYS = {"step", "train_loss", "lr", "grad_norm", "tokens_per_s", "stop_reason"}
 # Config fields that may differ when resuming: they change how long / how visibly a run goes, not what it computes.
-_RESUMABLE_CHANGES = {"steps", "progress", "out_dir", "checkpoint_every", "keep_checkpoints"}
+_RESUMABLE_CHANGES = {
+    "steps",
+    "progress",
+    "out_dir",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "divergence_factor",
+    "divergence_patience",
+}
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss (or gradient norm); the weights were not updated with it."""
+class DivergenceError(RuntimeError):
+    """Training diverged: the loss stayed above ``divergence_factor`` × its first value for
+    ``divergence_patience`` steps in a row (see :class:`TrainConfig`). ``step``, ``value`` (the last loss) and
+    ``checkpoint`` (the newest one written, or None) say where it stopped."""
 
     def __init__(self, message: str, *, step: int, value: float, checkpoint: Path | None):
         super().__init__(message)
         self.step, self.value, self.checkpoint = step, value, checkpoint
+
+
+class NonFiniteLossError(DivergenceError):
+    """Training produced a NaN or infinite loss (or gradient norm); the weights were not updated with it."""
 
 
 def _check_int(name: str, value, low: int, *, optional: bool = False) -> None:
@@ -161,6 +175,10 @@ class TrainConfig:
         autocast: None (full precision), "bf16" or "fp16" mixed precision on devices that support it; fp16 adds
             gradient scaling (``torch.amp.GradScaler``) against underflow.
         progress: show a tqdm progress bar (rank 0 only). The trainer prints nothing else.
+        divergence_factor, divergence_patience: stop with :class:`DivergenceError` when the training loss stays
+            above ``divergence_factor`` × the loss of the first step for ``divergence_patience`` steps in a row
+            (a learning rate far too high); ``divergence_factor=None`` never stops. A NaN or infinite loss stops
+            at once (:class:`NonFiniteLossError`).
         seed: seeds the trainer's data generator (``train_batches`` receives it). Weights are initialised by
             the caller, who seeds the global RNG (``seed_everything``) before building the model.
     """
@@ -186,6 +204,8 @@ class TrainConfig:
     autocast: str | None = None
     progress: bool = True
     seed: int = 0
+    divergence_factor: float | None = 10.0
+    divergence_patience: int = 20
 
     def __post_init__(self) -> None:
         _check_int("steps", self.steps, 1)
@@ -232,6 +252,9 @@ class TrainConfig:
         if not isinstance(self.progress, bool):
             raise TypeError(f"progress must be a bool, got {type(self.progress).__name__}")
         _check_int("seed", self.seed, 0)
+        if self.divergence_factor is not None:
+            _check_float("divergence_factor", self.divergence_factor, 1.0, strict=True)
+        _check_int("divergence_patience", self.divergence_patience, 1)
 
     def lr_at(self, step: int) -> float:
         """The learning rate of optimizer update ``step`` (counted from 1), from ``schedules.py``."""
@@ -313,6 +336,8 @@ class Trainer:
         train_batches: ``(generator) -> batch``, one micro-batch per call.
         evaluate: ``(model) -> dict[str, float]``, called in eval mode without gradients; optional.
         count_tokens: ``(batch) -> int``; when given, the history reports ``tokens_per_s``.
+        on_step: ``(record) -> None``, called with each step's history record as soon as it is complete (e.g. to
+            append it to a log file); settable later as ``trainer.on_step``.
         device: where to train; default: where the model's parameters are (under torchrun with CUDA:
             ``cuda:LOCAL_RANK``).
     """
@@ -327,6 +352,7 @@ class Trainer:
         evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
         count_tokens: Callable[[Any], int] | None = None,
         device: torch.device | str | None = None,
+        on_step: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -335,13 +361,13 @@ class Trainer:
         for name, fn in (("loss_fn", loss_fn), ("train_batches", train_batches)):
             if not callable(fn):
                 raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
-        for name, fn in (("evaluate", evaluate), ("count_tokens", count_tokens)):
+        for name, fn in (("evaluate", evaluate), ("count_tokens", count_tokens), ("on_step", on_step)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable or None, got {type(fn).__name__}")
         if config.early_stopping_patience is not None and evaluate is None:
             raise ValueError("config.early_stopping_patience is set but no evaluate= callable was given")
         self.config, self.loss_fn, self.train_batches = config, loss_fn, train_batches
-        self.evaluate, self.count_tokens = evaluate, count_tokens
+        self.evaluate, self.count_tokens, self.on_step = evaluate, count_tokens, on_step
 
         # Device and processes. Under torchrun (WORLD_SIZE > 1) every process runs this same code.
         if device is None:
@@ -440,6 +466,9 @@ class Trainer:
                     record.update(self._evaluate())
                     self._early_stopping(record)
                 self.history.append(record)
+                if self.on_step is not None and self.is_main:
+                    self.on_step(record)
+                self._check_divergence()
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['train_loss']:.4g}", lr=f"{record['lr']:.3g}")
                 if cfg.checkpoint_every is not None and self.step % cfg.checkpoint_every == 0:
@@ -512,6 +541,26 @@ class Trainer:
             value=value,
             checkpoint=self.last_checkpoint,
         )
+
+    def _check_divergence(self) -> None:
+        """Raise :class:`DivergenceError` when the last ``divergence_patience`` losses all exceed
+        ``divergence_factor`` × the first step's loss. Read from the history alone, so a resumed run counts on."""
+        cfg = self.config
+        first = self.history[0]["train_loss"]
+        if cfg.divergence_factor is None or first <= 0:
+            return
+        limit, recent = cfg.divergence_factor * first, self.history[-cfg.divergence_patience :]
+        if len(recent) == cfg.divergence_patience and all(r["train_loss"] > limit for r in recent):
+            last = recent[-1]
+            where = f"the last checkpoint is {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint"
+            raise DivergenceError(
+                f"training diverged: the loss has stayed above {cfg.divergence_factor:g} × its first value "
+                f"({first:.4g}) for {cfg.divergence_patience} steps and is {last['train_loss']:.4g} at step "
+                f"{last['step']} ({where}); lower the learning rate (max_lr={cfg.max_lr:g}) or add warm-up",
+                step=last["step"],
+                value=last["train_loss"],
+                checkpoint=self.last_checkpoint,
+            )
 
     def _evaluate(self) -> dict[str, float]:
         self.model.eval()
@@ -612,7 +661,7 @@ class Trainer:
         if self.is_main:
             path = save_checkpoint(directory, tensors, state)
             if self.config.out_dir is not None and Path(directory).parent == Path(self.config.out_dir):
-                prune_checkpoints(self.config.out_dir, self.config.keep_checkpoints)
+                prune_checkpoints(self.config.out_dir, self.config.keep_checkpoints, protect=directory)
         self.last_checkpoint = Path(directory)
         if self.world_size > 1:
             dist.barrier()  # no rank races ahead while rank 0 is still writing
