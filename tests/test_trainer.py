@@ -435,19 +435,19 @@ def test_a_loss_that_stays_far_above_its_start_stops_the_run_with_a_message():
     assert not isinstance(caught.value, NonFiniteLossError)
 
 
-def test_a_short_excursion_above_the_limit_and_factor_none_do_not_stop_training():
+@pytest.mark.parametrize(("factor", "patience", "spike_steps"), [(10.0, 5, {3, 4, 5, 6}), (None, 1, set(range(2, 13)))])
+def test_a_short_excursion_above_the_limit_and_factor_none_do_not_stop_training(factor, patience, spike_steps):
     loss_fn, train_batches = make_task()
-    for factor, patience, spike_steps in ((10.0, 5, {3, 4, 5, 6}), (None, 1, set(range(2, 13)))):
-        calls: list[None] = []
+    calls: list[None] = []
 
-        def spiky(model, batch):
-            calls.append(None)
-            loss = loss_fn(model, batch)
-            return loss * 1000 if len(calls) in spike_steps else loss
+    def spiky(model, batch):
+        calls.append(None)
+        loss = loss_fn(model, batch)
+        return loss * 1000 if len(calls) in spike_steps else loss
 
-        cfg = config(steps=12, divergence_factor=factor, divergence_patience=patience)
-        trainer = Trainer(TinyNet(), cfg, loss_fn=spiky, train_batches=train_batches)
-        assert len(trainer.fit()) == 12
+    cfg = config(steps=12, divergence_factor=factor, divergence_patience=patience)
+    trainer = Trainer(TinyNet(), cfg, loss_fn=spiky, train_batches=train_batches)
+    assert len(trainer.fit()) == 12
 
 
 def test_on_step_sees_every_record_as_it_is_made():
