@@ -82,7 +82,7 @@ from ..positional import sinusoidal_table
 from ..tokenizers.base import Tokenizer
 from ..tokenizers.wordpiece import WordPieceTokenizer
 from ..training import TrainConfig, Trainer, count_parameters, seed_everything, to_device
-from .runs import Report, Run, check_input, common_train_config, finish_run, fit, write_run_setup
+from .runs import Report, Run, RunSetup, check_input, common_train_config, fingerprint, finish_run, fit
 
 __all__ = [
     "BertBatch",
@@ -212,6 +212,11 @@ class BertData:
     heldout_batches: list[BertBatch]
     unigram_token: int
     max_len: int
+    options: dict | None = None  # the keywords of prepare_bert_data that rebuild it (None: custom corpora)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the tokenized documents, the pair length and the options (:func:`~.runs.fingerprint`)."""
+        return fingerprint(self.train_documents, self.heldout_documents, self.max_len, self.options)
 
 
 def _corpus_text_hash(corpus: Corpus) -> str:
@@ -338,6 +343,11 @@ def prepare_bert_data(
         cache_dir: where the trained tokenizer is cached (see :func:`train_wordpiece`).
     """
     _check_positive_int("train_passes", train_passes)
+    options = None
+    if train is None and heldout is None and tokenizer is None:  # the embedded corpus: a run.json can name it
+        options = dict(
+            vocab_size=vocab_size, max_len=max_len, train_passes=train_passes, seed=seed, heldout_seed=heldout_seed
+        )
     train = load_python_docs_corpus("train", cache_dir) if train is None else _as_corpus(train, "train")
     if heldout is None:
         heldout = [load_python_docs_corpus("validation", cache_dir), load_python_docs_corpus("test", cache_dir)]
@@ -359,6 +369,7 @@ def prepare_bert_data(
         heldout_batches=heldout_batches,
         unigram_token=_most_frequent_token(train_documents, tokenizer.special_ids),
         max_len=max_len,
+        options=options,
     )
 
 
@@ -577,12 +588,12 @@ def train_bert(
     data's vocabulary and pair length), ``train_config`` from :func:`bert_train_config`: its ``seed`` seeds the
     weights and the batches; with ``out_dir`` the run writes checkpoints (every ``checkpoint_every`` steps and at
     the end), ``tokenizer.json``, ``model_config.json`` and ``history.jsonl`` there. ``position_init``: see
-    :func:`make_bert_trainer`. ``resume``: a checkpoint folder, or an ``out_dir`` to continue from its newest
-    checkpoint (written with the same configs). Returns a :class:`~.runs.Run` whose ``report`` is a
-    :class:`BertReport`.
+    :func:`make_bert_trainer`. ``resume``: a run folder (its newest checkpoint) or one of its step folders,
+    written with the same configs and data; the run continues in that folder when it is ``out_dir``. Returns a
+    :class:`~.runs.Run` whose ``report`` is a :class:`BertReport`.
     """
     trainer = make_bert_trainer(data, model_config, train_config, position_init=position_init)
-    write_run_setup(train_config, model_config, data.tokenizer)
-    _, seconds = fit(trainer, resume=resume)
+    setup = RunSetup("bert", model_config, train_config, data.fingerprint(), data.options, data.tokenizer)
+    _, seconds = fit(trainer, setup, resume=resume)
     report = bert_report(trainer, data, seconds)
     return finish_run(trainer, tokenizer=data.tokenizer, report=report, data=data)

@@ -69,7 +69,7 @@ from ..functional import cross_entropy
 from ..models.gpt import GPT
 from ..tokenizers import BPETokenizer, CharTokenizer, SpecialTokens, Tokenizer
 from ..training import TrainConfig, Trainer, count_parameters, seed_everything
-from .runs import Report, Run, check_input, common_train_config, finish_run, fit, write_run_setup
+from .runs import Report, Run, RunSetup, check_input, common_train_config, fingerprint, finish_run, fit
 
 __all__ = [
     "TOKENIZERS",
@@ -210,10 +210,15 @@ class LMData:
     train: Tensor
     validation: Tensor
     source: str
+    options: dict | None = None  # the keywords of load_lm_data that rebuild it (run.json keeps them)
 
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
+
+    def fingerprint(self) -> str:
+        """SHA-256 of both token streams (:func:`~.runs.fingerprint`)."""
+        return fingerprint(self.train, self.validation)
 
 
 def load_lm_data(
@@ -229,7 +234,9 @@ def load_lm_data(
     train_text, validation_text = lm_texts(data, cache_dir=cache_dir)
     tok = build_tokenizer(tokenizer, train_text, bpe_vocab_size=bpe_vocab_size, cache_dir=cache_dir)
     source = "python-docs corpus (embedded)" if data is None else os.fspath(data)
-    return LMData(tok, _encode(tok, train_text), _encode(tok, validation_text), source)
+    path = None if data is None else os.path.abspath(data)
+    options = {"data": path, "tokenizer": tokenizer, "bpe_vocab_size": bpe_vocab_size}
+    return LMData(tok, _encode(tok, train_text), _encode(tok, validation_text), source, options)
 
 
 # ------------------------------------------------------------------------------------------- loss and metrics
@@ -560,14 +567,15 @@ def train_gpt(
     context the model reads); ``train_config`` from :func:`gpt_train_config` (its ``seed`` seeds the weights, the
     batches and the sample; with ``out_dir`` the run writes checkpoints, ``history.jsonl``, ``tokenizer.json`` and
     ``model_config.json`` there). The other options go to :func:`make_gpt_trainer` and :func:`gpt_report`;
-    ``resume`` continues from a checkpoint written with the same configs. Returns a :class:`~.runs.Run` whose
+    ``resume`` continues a run folder (or one of its checkpoints) written with the same configs and data —
+in that folder when it is ``out_dir`` (:func:`~.runs.fit`). Returns a :class:`~.runs.Run` whose
     ``report`` is an :class:`LMReport`.
     """
     if isinstance(sample_tokens, bool) or not isinstance(sample_tokens, int) or sample_tokens < 1:
         raise ValueError(f"sample_tokens must be a positive integer, got {sample_tokens!r}")
     trainer = make_gpt_trainer(data, model_config, train_config, eval_tokens=eval_tokens)
-    write_run_setup(train_config, model_config, data.tokenizer)
-    _, seconds = fit(trainer, resume=resume)
+    setup = RunSetup("gpt", model_config, train_config, data.fingerprint(), data.options, data.tokenizer)
+    _, seconds = fit(trainer, setup, resume=resume)
     report = gpt_report(
         trainer,
         data,

@@ -37,7 +37,7 @@ from ..functional import cross_entropy
 from ..metrics import exact_match, token_accuracy
 from ..models import EncoderDecoder
 from ..training import TrainConfig, Trainer, count_parameters, seed_everything
-from .runs import Report, Run, check_input, common_train_config, finish_run, fit, write_run_setup
+from .runs import Report, Run, RunSetup, check_input, common_train_config, fingerprint, finish_run, fit
 
 __all__ = [
     "Seq2SeqData",
@@ -65,6 +65,11 @@ class Seq2SeqData:
     task: str
     splits: synthetic.TaskSplits
     vocab: synthetic.SymbolVocab
+    options: dict | None = None  # the keywords of seq2seq_data that rebuild it (run.json keeps them)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the three splits (:func:`~.runs.fingerprint`)."""
+        return fingerprint(self.task, self.splits)
 
 
 def seq2seq_data(
@@ -90,7 +95,17 @@ def seq2seq_data(
         alphabet_size=alphabet_size,
         seed=seed,
     )
-    return Seq2SeqData(task, splits, synthetic.SymbolVocab(alphabet_size))
+    options = dict(
+        task=task,
+        n_train=n_train,
+        n_validation=n_validation,
+        n_test=n_test,
+        min_len=min_len,
+        max_len=max_len,
+        alphabet_size=alphabet_size,
+        seed=seed,
+    )
+    return Seq2SeqData(task, splits, synthetic.SymbolVocab(alphabet_size), options)
 
 
 # ----------------------------------------------------------------------------------------- loss and metrics
@@ -311,11 +326,12 @@ def train_seq2seq(
     ``data`` comes from :func:`seq2seq_data`, ``model_config`` from :func:`seq2seq_model_config`, ``train_config``
     from :func:`seq2seq_train_config` (its ``seed`` seeds the weights and the batches; with ``out_dir`` the run
     writes checkpoints, ``model_config.json`` and ``history.jsonl`` there). ``beam_size``: the decoding of the final
-    report (1: greedy). ``resume`` continues from a checkpoint folder (see ``Trainer.resume``). Returns a
+    report (1: greedy). ``resume`` continues from a run folder or one of its checkpoints (:func:`~.runs.fit`:
+in that folder when it is ``out_dir``; refused for another task, model or data). Returns a
     :class:`~.runs.Run` whose ``report`` is a :class:`Seq2SeqReport` and whose ``tokenizer`` is the vocabulary.
     """
     trainer = make_seq2seq_trainer(data, model_config, train_config)
-    write_run_setup(train_config, model_config)
-    _, seconds = fit(trainer, resume=resume)
+    setup = RunSetup(data.task, model_config, train_config, data.fingerprint(), data.options)
+    _, seconds = fit(trainer, setup, resume=resume)
     report = seq2seq_report(trainer, data, seconds, beam_size=beam_size)
     return finish_run(trainer, tokenizer=data.vocab, report=report, data=data)
