@@ -1,22 +1,32 @@
 """The ``tfs`` command (also ``python -m transformer_from_scratch``).
 
-    tfs tour     the main job: verify every module against the NumPy reference, then train a small model
-    tfs verify   only the verification table
-    tfs train    train a model: an encoder–decoder on copy / reverse / sort, a tiny BERT or a GPT (``--help``)
+    tfs tour                     the main job: verify every module against the NumPy reference, then train a model
+    tfs verify                   only the verification table
+    tfs train TASK               train: reverse | copy | sort (an encoder–decoder), gpt, bert — each task has its
+                                 own options and defaults (``tfs train TASK --help``)
+    tfs generate --from RUN      continue a prompt with a trained GPT, or transduce a string with a synthetic task
+    tfs evaluate --from RUN      compute a run's held-out report again from its newest checkpoint
 
-The commands turn flags into the recipes' configs (``recipes/``), run them and print the reports: this is the
-only module that parses arguments or prints. Bad arguments and missing files end with one clear line on stderr
-and exit status 2, never a traceback.
+The commands turn options into the recipes' configs (``recipes/``), check all of them — and that the run fits in
+memory — before any work starts, run the recipe and print its report: this is the only module that parses
+arguments or prints. A run writes into ``--out`` (default ``runs/<timestamp>``), which must not hold another run
+unless ``--overwrite`` moves that one aside; ``--resume RUN`` continues a run in its own folder. Bad arguments,
+missing files and unusable folders end with one clear line on stderr and exit status 2, a run that diverges with
+exit status 1, an interrupted one with 130 — never a traceback, and never a half-made folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import math
 import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +35,10 @@ import torch
 from . import __version__
 from .config import IMPLS
 from .datasets import synthetic
-from .recipes import bert, gpt, seq2seq
-from .recipes.runs import HISTORY_FILE, MODEL_CONFIG_FILE, TOKENIZER_FILE, Run, make_run_folder
-from .training import CheckpointError, TrainConfig, latest_checkpoint, load_checkpoint
+from .recipes import bert, gpt, saved, seq2seq
+from .recipes.runs import Run, RunFolderError, claim_run_folder, holds_a_run, read_run, run_folder_of
+from .training import CheckpointError, DivergenceError, TrainConfig, load_checkpoint
+from .training.memory import InsufficientMemoryError, check_fits_in_memory, estimate_training_memory
 from .verification import run_checks
 
 
@@ -67,23 +78,43 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- run folders
 
-_CREATED_RUN_FOLDERS: list[Path] = []  # made by _runs_dir during this command; main() removes the empty ones
 
-
-def _runs_dir(out: str | None) -> Path:
-    """``--out`` if given, else a new folder ``$TFS_RUNS_DIR`` (default ``runs``) / <timestamp>
-    (:func:`~.recipes.runs.make_run_folder`). A command that stops with an error before writing anything leaves
-    no empty folder behind (see :func:`main`)."""
-    if out is not None:
-        return Path(out)
-    folder = make_run_folder(os.environ.get("TFS_RUNS_DIR", "runs"))
-    _CREATED_RUN_FOLDERS.append(folder)
+def _new_run_path() -> Path:
+    """An unused ``$TFS_RUNS_DIR`` (default ``runs``) / <timestamp> path (…-2, -3 within one second); created
+    only when the run starts, so a command that fails before leaves nothing behind."""
+    base = Path(os.environ.get("TFS_RUNS_DIR", "runs"))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder, n = base / stamp, 1
+    while folder.exists():
+        n += 1
+        folder = base / f"{stamp}-{n}"
     return folder
 
 
-# ------------------------------------------------------------------------------------- flags -> TrainConfig
+def _check_out(path: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an ``--out`` that is a file or holds a run (unless --overwrite)."""
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"--out {path} is a file, not a folder")
+    if not overwrite and path.is_dir() and holds_a_run(path):
+        raise CLIError(
+            f"--out {path} already holds a run; continue it with --resume {path}, or pass --overwrite to move it aside"
+        )
 
-# flag (its argparse destination) -> the TrainConfig field it sets; None on the command line: the recipe's value
+
+@dataclass
+class _Current:
+    """The run this command is training, for the message when it is interrupted."""
+
+    task: str | None = None
+    folder: Path | None = None
+
+
+_CURRENT = _Current()
+
+
+# ------------------------------------------------------------------------------------- options -> TrainConfig
+
+# option (its argparse destination) -> the TrainConfig field it sets; None on the command line: the default
 _TRAIN_FLAGS = (
     ("steps", "steps"),
     ("batch_size", "batch_size"),
@@ -93,83 +124,321 @@ _TRAIN_FLAGS = (
     ("weight_decay", "weight_decay"),
     ("eval_every", "eval_every"),
     ("checkpoint_every", "checkpoint_every"),
+    ("keep_checkpoints", "keep_checkpoints"),
+    ("seed", "seed"),
 )
 
 
-def _saved_train_config(path: Path) -> dict:
-    """The TrainConfig fields stored in a checkpoint (a step folder, or an --out folder holding step folders)."""
-    if not path.exists():
-        raise CLIError(f"--resume: no checkpoint at {path}")
-    folder = latest_checkpoint(path) if not (path / "state.json").exists() else path
-    if folder is None:
-        raise CLIError(f"--resume: {path} holds no checkpoint (expected step_* folders or a state.json)")
-    try:
-        _, state = load_checkpoint(folder)
-    except CheckpointError as e:
-        raise CLIError(f"--resume: {e}") from None
-    saved = dict(state["config"])
-    saved.pop("progress", None)
-    return saved
+@dataclass(frozen=True)
+class _Task:
+    """What ``tfs train TASK`` needs to know of a recipe: its TrainConfig (the defaults shown in --help) and the
+    settings a shorter ``--steps`` scales down when their own options are not given."""
+
+    name: str
+    help: str
+    recipe: Callable[..., TrainConfig]
+    short_run: Callable[[int, TrainConfig], dict[str, Any]]
 
 
-def _train_config(
-    args: argparse.Namespace,
-    recipe: Callable[..., TrainConfig],
-    folder: Path | None,
-    short_run: Callable[[int], dict[str, Any]] | None = None,
-) -> TrainConfig:
-    """The recipe's TrainConfig (``recipe(**fields)``) with the flags the user gave on top; errors become one line.
+def _seq2seq_short_run(steps: int, recipe: TrainConfig) -> dict[str, int]:
+    """A shorter run evaluates 5 times and warms up over its first 10% (at most the recipe's 100 steps)."""
+    return {"eval_every": max(1, steps // 5), "warmup_steps": min(recipe.warmup_steps, steps // 10)}
 
-    With ``--resume`` the checkpoint's own settings come first — resuming continues the same run — and the flags
-    still apply on top (``Trainer.resume`` refuses a change that would make it another run). ``short_run(steps)``
-    gives the settings a shorter ``--steps`` scales down when their own flags are not given; ``--lr`` below the
-    recipe's final rate lowers the final rate with it; ``--beta2`` keeps β₁; ``--grad-clip 0`` turns clipping off.
+
+def _gpt_short_run(steps: int, recipe: TrainConfig) -> dict[str, int]:
+    """A shorter run warms up over its first 10% (at most the recipe's 100 steps)."""
+    return {"warmup_steps": min(recipe.warmup_steps, steps // 10)}
+
+
+def _bert_short_run(steps: int, recipe: TrainConfig) -> dict[str, int]:
+    """A run no longer than the recipe's warm-up warms up over its first 10% instead."""
+    return {"warmup_steps": steps // 10} if recipe.warmup_steps >= steps else {}
+
+
+_SEQ2SEQ_HELP = {
+    "copy": "an encoder–decoder learns to copy strings of symbols (chapter 04's recipe)",
+    "reverse": "an encoder–decoder learns to reverse strings of symbols (chapter 04)",
+    "sort": "an encoder–decoder learns to sort strings of symbols",
+}
+TASKS = {
+    **{
+        name: _Task(name, _SEQ2SEQ_HELP.get(name, f"an encoder–decoder learns {name}"), seq2seq.seq2seq_train_config,
+                    _seq2seq_short_run)
+        for name in synthetic.TASKS
+    },
+    "gpt": _Task("gpt", "a GPT language model on the embedded corpus or your text file (chapter 08)",
+                 gpt.gpt_train_config, _gpt_short_run),
+    "bert": _Task("bert", "a tiny BERT pre-trained with MLM + NSP on the embedded corpus (chapter 06)",
+                  bert.bert_train_config, _bert_short_run),
+}  # fmt: skip
+
+
+def _train_config(args: argparse.Namespace, task: _Task, folder: Path, resumed: dict | None) -> TrainConfig:
+    """The recipe's TrainConfig — or, with ``--resume``, the run's own ``train_config.json`` — with the options the
+    user gave on top; errors become one line.
+
+    Without --resume: ``short_run`` scales down the settings a shorter ``--steps`` would otherwise leave too long;
+    ``--lr`` below the recipe's final rate lowers the final rate with it; every run checkpoints at each evaluation
+    unless ``--checkpoint-every`` says otherwise. With --resume an option that changes the run is refused later
+    (``runs.check_resume``), in one line.
     """
-    fields: dict[str, Any] = {"seed": args.seed, "progress": not args.no_progress}
-    resume = getattr(args, "resume", None)
-    if resume is not None:
-        fields.update(_saved_train_config(Path(resume)))
-    for flag, field in _TRAIN_FLAGS:
-        if getattr(args, flag, None) is not None:
-            fields[field] = getattr(args, flag)
-    fields["out_dir"] = None if folder is None else str(folder)
-    steps = getattr(args, "steps", None)
-    if resume is None and steps is not None and short_run is not None:
-        for field, value in short_run(steps).items():
-            fields.setdefault(field, value)
-    if getattr(args, "beta2", None) is not None:
-        fields["betas"] = (recipe().betas[0], args.beta2)
-    if getattr(args, "grad_clip", None) is not None:
+    recipe = task.recipe()
+    fields: dict[str, Any] = dict(resumed) if resumed is not None else {}
+    given = {field: getattr(args, flag) for flag, field in _TRAIN_FLAGS if getattr(args, flag, None) is not None}
+    fields.update(given)
+    fields.update(out_dir=str(folder), progress=not args.no_progress)
+    if args.beta2 is not None:
+        fields["betas"] = (recipe.betas[0], args.beta2)
+    if args.grad_clip is not None:
         fields["grad_clip"] = args.grad_clip or None  # 0: measure the gradient norm without clipping
-    lr = getattr(args, "lr", None)
-    if lr is not None and getattr(args, "min_lr", None) is None:
-        fields["min_lr"] = min(fields.get("min_lr", recipe().min_lr), lr)
+    if resumed is None:
+        if "steps" in given:
+            for field, value in task.short_run(given["steps"], recipe).items():
+                fields.setdefault(field, value)
+        if args.lr is not None and args.min_lr is None:
+            fields["min_lr"] = min(recipe.min_lr, args.lr)
     try:
-        return recipe(**fields)
+        config = dataclasses.replace(recipe, **fields)
+        if resumed is None and "checkpoint_every" not in given:
+            config = dataclasses.replace(config, checkpoint_every=config.eval_every)
+        return config
     except (TypeError, ValueError) as e:
         raise CLIError(str(e)) from None
 
 
-def _seq2seq_short_run(steps: int) -> dict[str, int]:
-    """A shorter run evaluates 5 times and warms up over its first 10% (at most the recipe's 100 steps)."""
-    return {
-        "eval_every": max(1, steps // 5),
-        "warmup_steps": min(seq2seq.seq2seq_train_config().warmup_steps, steps // 10),
-    }
+# ----------------------------------------------------------------------------------------------- tfs train
 
 
-def _gpt_short_run(steps: int) -> dict[str, int]:
-    """A shorter run warms up over its first 10% (at most the recipe's 100 steps)."""
-    return {"warmup_steps": min(gpt.gpt_train_config().warmup_steps, steps // 10)}
+@dataclass
+class _Prepared:
+    """A task made ready to train: its data and model config, what else its recipe takes, and the sequence
+    length the memory estimate assumes."""
+
+    data: Any
+    model_config: Any
+    seq_len: int
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _bert_short_run(steps: int) -> dict[str, int]:
-    """A run no longer than the recipe's warm-up warms up over its first 10% instead."""
-    warmup = bert.bert_train_config().warmup_steps
-    return {"warmup_steps": steps // 10} if warmup >= steps else {}
+def _impl(args: argparse.Namespace, resumed_model: dict | None) -> dict[str, str]:
+    if args.impl is not None:
+        return {"impl": args.impl}
+    return {"impl": resumed_model["impl"]} if resumed_model and "impl" in resumed_model else {}
 
 
-# ------------------------------------------------------------------------------- the encoder–decoder (tour)
+def _prepare_seq2seq(args: argparse.Namespace, train_config: TrainConfig, resumed: Any) -> _Prepared:
+    data = seq2seq.seq2seq_data(args.task, seed=train_config.seed)
+    model_config = seq2seq.seq2seq_model_config(**_impl(args, resumed and resumed.model_config))
+    return _Prepared(data, model_config, model_config.max_len, {"beam_size": args.beam_size})
+
+
+_GPT_MODEL_FLAGS = ("n_layers", "n_heads", "d_model", "context", "dropout")
+_GPT_DATA_FLAGS = ("data", "tokenizer", "bpe_vocab_size")
+
+
+def _gpt_model_options(args: argparse.Namespace, resumed: Any) -> dict[str, Any]:
+    """The keywords of ``gpt_model_config`` (vocabulary size aside): the options given, else the resumed run's
+    values; a bad value fails here, before any text is read."""
+    options: dict[str, Any] = {}
+    if resumed is not None:
+        m = resumed.model_config
+        options = {"n_layers": m["n_layers"], "n_heads": m["n_heads"], "d_model": m["d_model"],
+                   "context": m["max_len"], "dropout": m["dropout"]}  # fmt: skip
+    options.update({k: getattr(args, k) for k in _GPT_MODEL_FLAGS if getattr(args, k) is not None})
+    options.update(_impl(args, resumed and resumed.model_config))
+    try:
+        gpt.gpt_model_config(1, **options)  # the real vocabulary size is known once the tokenizer is learned
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    return options
+
+
+def _gpt_data_options(args: argparse.Namespace, resumed: Any) -> dict[str, Any]:
+    """``load_lm_data``'s keywords: the resumed run's (a different --data / --tokenizer is refused), else the
+    options given, else the defaults."""
+    given = {k: getattr(args, k) for k in _GPT_DATA_FLAGS if getattr(args, k) is not None}
+    if "data" in given:
+        given["data"] = os.path.abspath(given["data"])
+    if resumed is None:
+        return {"data": None, "tokenizer": "char", "bpe_vocab_size": 512, **given}
+    options = dict(resumed.data or {})
+    for key, value in given.items():
+        if options.get(key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise CLIError(
+                f"--resume: {resumed.folder} was trained with {key} {options.get(key)!r}, not {flag} {value}"
+            )
+    return options
+
+
+def _prepare_gpt(args: argparse.Namespace, train_config: TrainConfig, resumed: Any) -> _Prepared:
+    model_options = _gpt_model_options(args, resumed)
+    data_options = _gpt_data_options(args, resumed)
+    if data_options["tokenizer"] not in gpt.TOKENIZERS:
+        raise CLIError(f"--tokenizer must be one of {gpt.TOKENIZERS}, got {data_options['tokenizer']!r}")
+    data = gpt.load_lm_data(**data_options)
+    model_config = gpt.gpt_model_config(data.vocab_size, **model_options)
+    prompt = args.prompt
+    if prompt is not None:
+        _warn_unknown(gpt.unknown_characters(data.tokenizer, prompt))
+    options = dict(prompt=prompt, sample_tokens=args.sample_tokens, temperature=args.temperature)
+    return _Prepared(data, model_config, model_config.max_len, options)
+
+
+def _prepare_bert(args: argparse.Namespace, train_config: TrainConfig, resumed: Any) -> _Prepared:
+    data = bert.prepare_bert_data(seed=train_config.seed)
+    tokenizer = data.tokenizer
+    impl = _impl(args, resumed and resumed.model_config)
+    model_config = bert.bert_model_config(tokenizer.vocab_size, data.max_len, pad_id=tokenizer.pad_id, **impl)
+    return _Prepared(data, model_config, data.max_len)
+
+
+def _check_memory(prepared: _Prepared, train_config: TrainConfig) -> None:
+    estimate = estimate_training_memory(
+        prepared.model_config, batch_size=train_config.batch_size, seq_len=prepared.seq_len
+    )
+    try:
+        check_fits_in_memory(estimate)
+    except InsufficientMemoryError as e:
+        raise CLIError(f"{e} (--batch-size, and --context for gpt)") from None
+
+
+def _warn_unknown(characters: list[str]) -> None:
+    if characters:
+        shown = " ".join(repr(c) for c in characters[:10]) + (" …" if len(characters) > 10 else "")
+        print(f"tfs: warning: the prompt holds characters the tokenizer does not know ({shown}); each becomes "
+              "its unknown token", file=sys.stderr)  # fmt: skip
+
+
+def _schedule_note(resumed: Any, config: TrainConfig) -> str | None:
+    """A line saying how the learning rate moves when a resumed run is asked for more steps than it planned."""
+    planned = resumed.train_config.get("steps")
+    if planned is None or planned == config.steps:
+        return None
+    step = int(json.loads((resumed.latest / "state.json").read_text())["step"])
+    old = dataclasses.replace(config, steps=planned)
+    was = f"instead of {old.lr_at(step + 1):.3g}" if step < planned else f"its schedule ended at {old.lr_at(step):.3g}"
+    return (
+        f"note: this run planned {planned} steps and now trains to {config.steps}, so its schedule is stretched: "
+        f"step {step + 1} runs at learning rate {config.lr_at(step + 1):.3g} ({was})"
+    )
+
+
+_PREPARE = {**{name: _prepare_seq2seq for name in synthetic.TASKS}, "gpt": _prepare_gpt, "bert": _prepare_bert}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``tfs train TASK``: check every option, read the data, check the memory, then run the task's recipe in a
+    fresh run folder (or continue ``--resume``'s) and print its report."""
+    task = TASKS[args.task]
+    resumed = _resumed_run(args)
+    folder = resumed.folder if resumed is not None else Path(args.out) if args.out else _new_run_path()
+    if resumed is None:
+        _check_out(folder, args.overwrite)
+    train_config = _train_config(args, task, folder, resumed.train_config if resumed else None)
+    try:
+        prepared = _PREPARE[args.task](args, train_config, resumed)
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    _check_memory(prepared, train_config)
+    if resumed is not None:
+        note = _schedule_note(resumed, train_config)
+        if note:
+            print(note)
+    elif args.overwrite:
+        _, moved = claim_run_folder(folder, overwrite=True)
+        if moved is not None:
+            print(f"moved the run that was in {folder} to {moved}")
+    _CURRENT.task, _CURRENT.folder = args.task, folder
+    run = _run_recipe(args.task, prepared, train_config, resumed)
+    _REPORTS[args.task](args, run)
+    print(f"the run is in {folder}/ (continue it with: tfs train {args.task} --resume {folder} --steps N)")
+    return 0
+
+
+def _resumed_run(args: argparse.Namespace) -> Any:
+    """The run ``--resume`` names, read and checked against the task (None without --resume)."""
+    if args.resume is None:
+        return None
+    if args.overwrite:
+        raise CLIError("--resume continues a run and --overwrite moves one aside: choose one")
+    try:
+        resumed = read_run(args.resume)
+    except RunFolderError as e:
+        raise CLIError(f"--resume: {e}") from None
+    if args.out is not None and Path(args.out).resolve() != resumed.folder.resolve():
+        raise CLIError(f"--resume continues the run in its own folder {resumed.folder}; drop --out {args.out}")
+    if resumed.task != args.task:
+        raise CLIError(f"--resume: {resumed.folder} is a run of {resumed.task!r}, not of {args.task!r}")
+    if resumed.latest is None:
+        raise CLIError(
+            f"--resume: {resumed.folder} holds no checkpoint yet (it stopped before its first one); start it "
+            f"again with --out {resumed.folder} --overwrite"
+        )
+    _, checkpoint = run_folder_of(args.resume)
+    if checkpoint != resumed.latest:
+        raise CLIError(f"--resume takes a run folder ({resumed.folder}), not one of its older checkpoints")
+    try:
+        load_checkpoint(checkpoint)  # complete, and its checksum right
+    except CheckpointError as e:
+        raise CLIError(f"--resume: {e}") from None
+    return resumed
+
+
+def _run_recipe(task: str, prepared: _Prepared, train_config: TrainConfig, resumed: Any) -> Run:
+    resume = None if resumed is None else resumed.folder
+    train = {"gpt": gpt.train_gpt, "bert": bert.train_bert}.get(task, seq2seq.train_seq2seq)
+    try:
+        return train(prepared.data, prepared.model_config, train_config, resume=resume, **prepared.options)
+    except RunFolderError as e:
+        raise CLIError(f"--resume: {e}" if resumed is not None else str(e)) from None
+
+
+def _example(report: seq2seq.Seq2SeqReport) -> str:
+    return f"{report.example_source} -> {report.example_output} (expected {report.example_target})"
+
+
+def _report_seq2seq(args: argparse.Namespace, run: Run) -> None:
+    r = run.report
+    decoding = "greedy" if r.beam_size == 1 else f"beam search, width {r.beam_size}"
+    print(f"task {args.task}: {r.steps} steps, {r.n_parameters:,} parameters, {r.seconds:.0f} s")
+    print(f"exact match on {r.test_pairs} held-out sequences ({decoding}): {r.exact_match:.1%}")
+    print(f"example: {_example(r)}")
+
+
+def _report_bert(args: argparse.Namespace, run: Run) -> None:
+    r = run.report
+    print(f"BERT: {r.n_parameters:,} parameters, {r.steps} steps in {r.seconds:.0f} s")
+    print(
+        f"held-out masked-token accuracy {r.mlm_accuracy:.3f} "
+        f"(unigram-frequency baseline {r.unigram_baseline_accuracy:.3f}, {r.masked_positions} [MASK] positions)"
+    )
+    print(f"held-out NSP accuracy {r.nsp_accuracy:.3f} ± {r.nsp_accuracy_std:.3f} (chance 0.500, {r.nsp_pairs} pairs)")
+
+
+def _report_gpt(args: argparse.Namespace, run: Run) -> None:
+    r, c = run.report, run.model.config
+    print(
+        f"GPT: {c.n_layers} layers, {c.n_heads} heads, d_model {c.d_model}, context {c.max_len}, "
+        f"{r.n_parameters:,} parameters"
+    )
+    print(
+        f"data: {r.source} · {r.tokenizer} tokens, vocabulary {r.vocab_size} · {r.train_tokens:,} train / "
+        f"{r.val_tokens:,} validation tokens scored"
+    )
+    print(f"{r.steps} steps in {r.seconds:.0f} s ({r.tokens_per_s:,.0f} tokens/s)")
+    print(
+        f"validation loss {r.val_loss:.4f} nats/token · perplexity {r.val_perplexity:.2f} "
+        f"(unigram baseline: loss {r.unigram_loss:.4f}, perplexity {r.unigram_perplexity:.2f})"
+    )
+    print(f"sample (temperature {args.temperature}):")
+    print(r.sample)
+
+
+_REPORTS = {**{name: _report_seq2seq for name in synthetic.TASKS}, "gpt": _report_gpt, "bert": _report_bert}
+
+
+# ------------------------------------------------------------------------------------ the tour (chapter 04)
 
 
 def _plot_run(history: list[dict], folder: Path) -> list[Path]:
@@ -223,28 +492,10 @@ def _plot_cross_attention(run: Run, folder: Path) -> Path:
     return path
 
 
-def _train_seq2seq(args: argparse.Namespace, task: str, folder: Path | None) -> Run:
-    """Build the configs from the flags (errors become one line) and run ``recipes.seq2seq.train_seq2seq``."""
-    train_config = _train_config(args, seq2seq.seq2seq_train_config, folder, _seq2seq_short_run)
-    data = seq2seq.seq2seq_data(task, seed=train_config.seed)
-    model_config = seq2seq.seq2seq_model_config(impl=args.impl)
-    resume = getattr(args, "resume", None)
-    try:
-        return seq2seq.train_seq2seq(
-            data, model_config, train_config, beam_size=getattr(args, "beam_size", 1), resume=resume
-        )
-    except ValueError as e:  # e.g. resuming a checkpoint written with other settings
-        if resume is None:
-            raise
-        raise CLIError(f"--resume: {e}") from None
-
-
-def _example(report: seq2seq.Seq2SeqReport) -> str:
-    return f"{report.example_source} -> {report.example_output} (expected {report.example_target})"
-
-
 def cmd_tour(args: argparse.Namespace) -> int:
-    folder = _runs_dir(args.out)
+    folder = Path(args.out) if args.out else _new_run_path()
+    if folder.exists() and not folder.is_dir():
+        raise CLIError(f"--out {folder} is a file, not a folder")
     print(f"transformer_from_scratch {__version__} — tour\n")
     print("1. Numerical verification against the NumPy float64 reference")
     start = time.perf_counter()
@@ -253,7 +504,14 @@ def cmd_tour(args: argparse.Namespace) -> int:
     print(f"   {'all checks passed' if ok else 'SOME CHECKS FAILED'} ({time.perf_counter() - start:.1f} s)\n")
 
     print("2. Training the 2017 encoder–decoder to reverse sequences (chapter 04)")
-    run = _train_seq2seq(args, "reverse", folder=None)  # the plots go to the folder, no checkpoints
+    recipe = seq2seq.seq2seq_train_config()
+    changes: dict[str, Any] = {"seed": args.seed, "progress": not args.no_progress}
+    if args.steps is not None:
+        changes.update(steps=args.steps, **_seq2seq_short_run(args.steps, recipe))
+    train_config = dataclasses.replace(recipe, **changes)  # no out_dir: the plots go to the folder, no checkpoints
+    data = seq2seq.seq2seq_data("reverse", seed=args.seed)
+    model_config = seq2seq.seq2seq_model_config(impl=args.impl)
+    run = seq2seq.train_seq2seq(data, model_config, train_config)
     r = run.report
     print(f"   {len(run.history)} steps in {r.seconds:.0f} s; final train loss {run.history[-1]['train_loss']:.4f}")
     print(f"   exact match on {r.test_pairs} held-out sequences (greedy): {r.exact_match:.1%}")
@@ -265,117 +523,71 @@ def cmd_tour(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _cmd_train_seq2seq(args: argparse.Namespace) -> int:
-    """``tfs train copy|reverse|sort``: the encoder–decoder recipe, then exact match on the test strings."""
-    folder = _runs_dir(args.out)
-    run = _train_seq2seq(args, args.task, folder)
-    r = run.report
-    decoding = "greedy" if r.beam_size == 1 else f"beam search, width {r.beam_size}"
-    print(f"task {args.task}: {len(run.history)} steps in {r.seconds:.0f} s")
-    print(f"exact match on {r.test_pairs} held-out sequences ({decoding}): {r.exact_match:.1%}")
-    print(f"example: {_example(r)}")
-    print(f"checkpoints and {HISTORY_FILE} in {folder}/")
-    return 0
+# ------------------------------------------------------------------------------- tfs generate, tfs evaluate
 
 
-# ------------------------------------------------------------------------------------------------- BERT
-
-
-def _cmd_train_bert(args: argparse.Namespace) -> int:
-    """``tfs train bert``: MLM + NSP pre-training of a tiny BERT on the embedded corpus, then the held-out report."""
-    folder = _runs_dir(args.out)
-    train_config = _train_config(args, bert.bert_train_config, folder, _bert_short_run)
-    if train_config.checkpoint_every is None:  # the recipe checkpoints at every evaluation
-        train_config = dataclasses.replace(train_config, checkpoint_every=train_config.eval_every)
+def _load(path: str) -> saved.TrainedRun:
     try:
-        data = bert.prepare_bert_data(seed=train_config.seed)
-        tokenizer = data.tokenizer
-        model_config = bert.bert_model_config(
-            tokenizer.vocab_size, data.max_len, pad_id=tokenizer.pad_id, impl=args.impl
-        )
-        run = bert.train_bert(data, model_config, train_config, resume=args.resume)
+        return saved.load_run(path)
+    except RunFolderError as e:
+        raise CLIError(f"--from: {e}") from None
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """``tfs generate --from RUN --prompt TEXT``: greedy by default; sampling with --temperature / --top-k /
+    --top-p; beam search with --beam."""
+    sampling = args.temperature is not None or args.top_k is not None or args.top_p is not None
+    if args.beam is not None and sampling:
+        raise CLIError("choose --beam (beam search) or --temperature / --top-k / --top-p (sampling), not both")
+    if not args.prompt:
+        raise CLIError("--prompt must not be empty")
+    trained = _load(args.from_run)
+    options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, beam_size=args.beam)
+    generator = torch.Generator().manual_seed(args.seed)
+    try:
+        if trained.task == "gpt":
+            _warn_unknown(gpt.unknown_characters(trained.tokenizer, args.prompt))
+            n = 200 if args.max_new_tokens is None else args.max_new_tokens
+            text = gpt.generate_text(trained.model, trained.tokenizer, args.prompt, n, generator=generator, **options)
+        elif trained.task in saved.SEQ2SEQ_TASKS:
+            text = seq2seq.transduce_text(
+                trained.model, trained.tokenizer, args.prompt, max_new_tokens=args.max_new_tokens,
+                generator=generator, **options,
+            )  # fmt: skip
+        else:
+            raise CLIError(f"--from: {trained.saved.folder} is a {trained.task} run, which does not generate text")
     except (TypeError, ValueError) as e:
         raise CLIError(str(e)) from None
-    r = run.report
-    print(f"BERT: {r.n_parameters:,} parameters, {r.steps} steps in {r.seconds:.0f} s")
-    print(
-        f"held-out masked-token accuracy {r.mlm_accuracy:.3f} "
-        f"(unigram-frequency baseline {r.unigram_baseline_accuracy:.3f}, {r.masked_positions} [MASK] positions)"
-    )
-    print(f"held-out NSP accuracy {r.nsp_accuracy:.3f} ± {r.nsp_accuracy_std:.3f} (chance 0.500, {r.nsp_pairs} pairs)")
-    print(f"checkpoints, {TOKENIZER_FILE} and {HISTORY_FILE} in {folder}/")
+    print(text)
     return 0
 
 
-# -------------------------------------------------------------------------------------------------- GPT
-
-# flag destination -> keyword of gpt_model_config (None on the command line: the recipe's value)
-_GPT_MODEL_FLAGS = ("n_layers", "n_heads", "d_model", "context", "dropout")
-
-
-def _gpt_model_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keywords of ``gpt_model_config`` the flags set (vocabulary size aside); a bad value fails here, before
-    any data is read."""
-    options: dict[str, Any] = {k: getattr(args, k) for k in _GPT_MODEL_FLAGS if getattr(args, k, None) is not None}
-    options["impl"] = args.impl
-    gpt.gpt_model_config(1, **options)  # the real vocabulary size is known once the tokenizer is learned
-    return options
-
-
-def _train_gpt(args: argparse.Namespace, folder: Path) -> Run:
-    """Flags -> data, configs -> ``recipes.gpt.train_gpt``. Every setting is checked before the text is read."""
-    if args.tokenizer not in gpt.TOKENIZERS:
-        raise CLIError(f"--tokenizer must be one of {gpt.TOKENIZERS}, got {args.tokenizer!r}")
-    train_config = _train_config(args, gpt.gpt_train_config, folder, _gpt_short_run)
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``tfs evaluate --from RUN``: the held-out report of the run's recipe, computed again from its checkpoint."""
+    trained = _load(args.from_run)
     try:
-        model_options = _gpt_model_options(args)
-        data = gpt.load_lm_data(args.data, tokenizer=args.tokenizer, bpe_vocab_size=args.bpe_vocab_size)
-        model_config = gpt.gpt_model_config(data.vocab_size, **model_options)
-        return gpt.train_gpt(
-            data,
-            model_config,
-            train_config,
-            prompt=args.prompt,
-            sample_tokens=args.sample_tokens,
-            temperature=args.temperature,
-        )
+        m = saved.evaluate_run(trained, beam_size=args.beam_size)
     except (TypeError, ValueError) as e:
         raise CLIError(str(e)) from None
-
-
-def _cmd_train_gpt(args: argparse.Namespace) -> int:
-    """``tfs train gpt``: train a GPT, then print the validation loss, perplexity, the unigram baseline and a
-    sample."""
-    if args.resume is not None:
-        raise CLIError("--resume is not supported for gpt yet; start a new run with --out")
-    folder = _runs_dir(args.out)
-    run = _train_gpt(args, folder)
-    r, c = run.report, run.model.config
-    print(
-        f"GPT: {c.n_layers} layers, {c.n_heads} heads, d_model {c.d_model}, context {c.max_len}, "
-        f"{r.n_parameters:,} parameters"
-    )
-    print(
-        f"data: {r.source} · {r.tokenizer} tokens, vocabulary {r.vocab_size} · {r.train_tokens:,} train / "
-        f"{r.val_tokens:,} validation tokens scored"
-    )
-    print(f"{r.steps} steps in {r.seconds:.0f} s ({r.tokens_per_s:,.0f} tokens/s)")
-    print(
-        f"validation loss {r.val_loss:.4f} nats/token · perplexity {r.val_perplexity:.2f} "
-        f"(unigram baseline: loss {r.unigram_loss:.4f}, perplexity {r.unigram_perplexity:.2f})"
-    )
-    print(f"sample (temperature {args.temperature}):")
-    print(r.sample)
-    print(f"checkpoints, {HISTORY_FILE}, {TOKENIZER_FILE} and {MODEL_CONFIG_FILE} in {folder}/")
+    print(f"{trained.task} run {trained.saved.folder}, checkpoint {trained.checkpoint.name}")
+    if trained.task in saved.SEQ2SEQ_TASKS:
+        decoding = "greedy" if args.beam_size == 1 else f"beam search, width {args.beam_size}"
+        print(f"exact match on {int(m['test_pairs'])} held-out sequences ({decoding}): {m['exact_match']:.1%}")
+    elif trained.task == "gpt":
+        print(
+            f"validation loss {m['val_loss']:.4f} nats/token · perplexity {m['val_perplexity']:.2f} "
+            f"(unigram baseline: loss {m['unigram_loss']:.4f}, perplexity {math.exp(m['unigram_loss']):.2f}; "
+            f"{int(m['val_tokens']):,} tokens)"
+        )
+    else:
+        print(
+            f"held-out masked-token accuracy {m['mlm_accuracy']:.3f} (unigram-frequency baseline "
+            f"{m['unigram_baseline_accuracy']:.3f}, {int(m['masked_positions'])} [MASK] positions)"
+        )
+        print(
+            f"held-out NSP accuracy {m['nsp_accuracy']:.3f} ± {m['nsp_accuracy_std']:.3f} ({int(m['nsp_pairs'])} pairs)"
+        )
     return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    if args.task == "gpt":
-        return _cmd_train_gpt(args)
-    if args.task == "bert":
-        return _cmd_train_bert(args)
-    return _cmd_train_seq2seq(args)
 
 
 # ----------------------------------------------------------------------------------------------- the parser
@@ -388,79 +600,101 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _number(kind: type, low: float | None = None, *, strict: bool = False, high: float | None = None, what: str):
+    """An argparse type: a finite ``kind`` number ≥ low (> low when strict, ≤ high)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        ok = math.isfinite(value) and (low is None or (value > low if strict else value >= low))
+        if not ok or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    return parse
 
 
-def _add_impl(p: argparse.ArgumentParser) -> None:
+_positive_int = _number(int, 1, what="a positive integer")
+_count = _number(int, 0, what="an integer ≥ 0")
+_positive = _number(float, 0, strict=True, what="a positive number")
+_non_negative = _number(float, 0, what="a number ≥ 0")
+_probability = _number(float, 0, strict=True, high=1, what="a number in (0, 1]")
+_rate = _number(float, 0, high=1, what="a number in [0, 1]")
+_beta = _number(float, 0, high=0.999999, what="a number in [0, 1)")
+
+
+def _add_impl(p: argparse.ArgumentParser, default: str | None) -> None:
     p.add_argument(
         "--impl",
         choices=IMPLS,
-        default="plain",
+        default=default,
         help="implementation of the functional core: plain (the textbook code, default), kernels (hand-written "
         "backward passes) or torch (PyTorch's fused built-ins); the same numbers",
     )
 
 
-def _add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of ``tfs train``: shared by every task first, then the ones only ``gpt`` reads."""
+def _add_train_arguments(p: argparse.ArgumentParser, task: _Task) -> None:
+    """The options every task shares, each help line showing this task's own default."""
+    c = task.recipe()
+    p.add_argument("--steps", type=_positive_int, help=f"optimizer steps (default {c.steps})")
+    p.add_argument("--batch-size", type=_positive_int, help=f"examples per step (default {c.batch_size})")
+    p.add_argument("--lr", type=_non_negative, help=f"peak learning rate (default {c.max_lr:g})")
+    p.add_argument("--min-lr", type=_non_negative, help=f"final learning rate of the cosine (default {c.min_lr:g})")
+    p.add_argument("--warmup-steps", type=_count, help=f"linear warm-up steps (default {c.warmup_steps})")
+    p.add_argument("--weight-decay", type=_non_negative, help=f"AdamW weight decay (default {c.weight_decay:g})")
+    p.add_argument("--beta2", type=_beta, help=f"AdamW beta2 (default {c.betas[1]:g})")
     p.add_argument(
-        "--steps", type=_positive_int, default=None, help="optimizer steps (default 600; bert 2000; gpt 1000)"
+        "--grad-clip",
+        type=_non_negative,
+        help=f"clip the gradient norm to this; 0 = no clipping (default {c.grad_clip:g})",
     )
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
-    p.add_argument("--min-lr", type=float, default=None, help="final learning rate of the cosine (default 1e-4)")
-    p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 100)")
+    p.add_argument("--eval-every", type=_positive_int, help=f"validate every N steps (default {c.eval_every})")
     p.add_argument(
-        "--batch-size", type=_positive_int, default=None, help="examples per step (default 64; bert 32; gpt 32)"
+        "--checkpoint-every", type=_positive_int, help="checkpoint every N steps (default: at each validation)"
     )
     p.add_argument(
-        "--weight-decay", type=float, default=None, help="AdamW weight decay (default 0; bert 0.01; gpt 0.1)"
+        "--keep-checkpoints", type=_positive_int, help=f"newest checkpoints kept (default {c.keep_checkpoints})"
     )
-    p.add_argument("--beta2", type=float, default=None, help="AdamW beta2 (default 0.999; bert 0.98; gpt 0.99)")
-    p.add_argument(
-        "--grad-clip", type=float, default=None, help="clip the gradient norm to this; 0 = no clipping (default 1.0)"
-    )
-    p.add_argument("--eval-every", type=_positive_int, default=None, help="validate every N steps")
-    p.add_argument("--checkpoint-every", type=_positive_int, default=None, help="checkpoint every N steps")
-    p.add_argument("--beam-size", type=_positive_int, default=1, help="beam width for the final evaluation")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", default=None, help="folder for checkpoints and history.jsonl (default runs/<timestamp>)")
-    p.add_argument("--resume", default=None, help="continue from a checkpoint folder (or an --out folder)")
+    p.add_argument("--seed", type=_count, help=f"random seed (default {c.seed})")
+    p.add_argument("--out", help="the run folder (default runs/<timestamp>); it must not hold another run")
+    p.add_argument("--overwrite", action="store_true", help="move a run already in --out aside (to <out>.old-<time>)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder where it stopped")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    _add_impl(p)
+    _add_impl(p, None)
 
-    g = p.add_argument_group("gpt", "used by `tfs train gpt` only")
-    g.add_argument(
-        "--data",
-        default=None,
-        help="a UTF-8 text file, split 90/10 into train/validation (default: the embedded corpus)",
+
+def _add_gpt_arguments(p: argparse.ArgumentParser) -> None:
+    m = gpt.gpt_model_config(1)
+    p.add_argument("--data", help="a UTF-8 text file, split 90/10 into train/validation (default: the embedded corpus)")
+    p.add_argument("--tokenizer", choices=gpt.TOKENIZERS, help="char or bpe (default char)")
+    p.add_argument("--bpe-vocab-size", type=_positive_int, help="vocabulary size of the BPE tokenizer (default 512)")
+    p.add_argument("--n-layers", type=_positive_int, help=f"Transformer blocks (default {m.n_layers})")
+    p.add_argument("--n-heads", type=_positive_int, help=f"attention heads (default {m.n_heads})")
+    p.add_argument("--d-model", type=_positive_int, help=f"model width D; feed-forward 4·D (default {m.d_model})")
+    p.add_argument("--context", type=_positive_int, help=f"tokens the model reads (default {m.max_len})")
+    p.add_argument("--dropout", type=_rate, help=f"dropout rate (default {m.dropout:g})")
+    p.add_argument("--prompt", help="text the final sample continues (default 'The ', if every character is known)")
+    p.add_argument("--sample-tokens", type=_positive_int, default=200, help="tokens to sample after training (200)")
+    p.add_argument("--temperature", type=_positive, default=0.8, help="sampling temperature (default 0.8)")
+
+
+def _add_generate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="a run folder (or one checkpoint)")
+    p.add_argument("--prompt", required=True, help="the text to continue (gpt) or the string to transduce")
+    p.add_argument(
+        "--max-new-tokens", type=_positive_int, help="tokens to generate (default 200; the synthetic tasks: length + 2)"
     )
-    g.add_argument("--tokenizer", default="char", help="char or bpe (default char)")
-    g.add_argument("--bpe-vocab-size", type=int, default=512, help="vocabulary size of the BPE tokenizer (default 512)")
-    g.add_argument("--n-layers", type=int, default=None, help="Transformer blocks (default 4)")
-    g.add_argument("--n-heads", type=int, default=None, help="attention heads (default 4)")
-    g.add_argument(
-        "--d-model", type=int, default=None, help="model width D; the feed-forward width is 4·D (default 128)"
-    )
-    g.add_argument("--context", type=int, default=None, help="tokens the model reads (default 64)")
-    g.add_argument("--dropout", type=float, default=None, help="dropout rate (default 0)")
-    g.add_argument(
-        "--prompt", default=None, help="text the sample continues (default 'The ', if every character is known)"
-    )
-    g.add_argument(
-        "--sample-tokens", type=_positive_int, default=200, help="tokens to sample after training (default 200)"
-    )
-    g.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    p.add_argument("--temperature", type=_positive, help="sample at this temperature (default: greedy)")
+    p.add_argument("--top-k", type=_positive_int, help="sample among the k most probable tokens")
+    p.add_argument("--top-p", type=_probability, help="sample from the smallest set holding probability p")
+    p.add_argument("--beam", type=_positive_int, help="beam search with this many beams")
+    p.add_argument("--seed", type=_count, default=0, help="seed of the sampling (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tfs", description="transformer_from_scratch: verify, tour and train.")
+    parser = _Parser(prog="tfs", description="transformer_from_scratch: verify, tour, train, generate, evaluate.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--threads",
@@ -472,23 +706,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("tour", help="the main job: verification table, a short training run, plots")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_count, default=0, help="random seed (default 0)")
     p.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the chapter 04 recipe)")
     p.add_argument("--out", default=None, help="folder for the plots (default runs/<timestamp>)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    _add_impl(p)
+    _add_impl(p, "plain")
     p.set_defaults(func=cmd_tour)
 
-    p = sub.add_parser(
-        "train",
-        help="train a model: encoder–decoder on copy / reverse / sort, a tiny BERT (bert) or a GPT (gpt)",
-    )
-    p.add_argument("task", choices=(*synthetic.TASKS, "bert", "gpt"), help="what to learn")
-    _add_train_arguments(p)
-    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("train", help="train a model: reverse | copy | sort | gpt | bert (tfs train TASK --help)")
+    tasks = p.add_subparsers(dest="task", metavar="TASK", parser_class=_Parser, required=True)
+    for name, task in TASKS.items():
+        t = tasks.add_parser(name, help=task.help, description=f"tfs train {name}: {task.help}.")
+        _add_train_arguments(t, task)
+        if name in synthetic.TASKS:
+            t.add_argument("--beam-size", type=_positive_int, default=1, help="beam width of the final report (1)")
+        if name == "gpt":
+            _add_gpt_arguments(t)
+        t.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="continue a prompt with a trained gpt run, or transduce with reverse/copy/sort")
+    _add_generate_arguments(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("evaluate", help="compute a run's held-out report again from its newest checkpoint")
+    p.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="a run folder (or one checkpoint)")
+    p.add_argument("--beam-size", type=_positive_int, default=1, help="beam width (reverse/copy/sort; default 1)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("verify", help="verify every module against the NumPy float64 reference")
-    p.add_argument("--seed", type=int, default=0, help="random seed for the check inputs (default 0)")
+    p.add_argument("--seed", type=_count, default=0, help="random seed for the check inputs (default 0)")
     p.set_defaults(func=cmd_verify)
     return parser
 
@@ -508,14 +754,26 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"tfs: error: file not found: {e.filename or e}", file=sys.stderr)
         return 2
+    except DivergenceError as e:
+        print(f"tfs: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("tfs: interrupted", file=sys.stderr)
+        print(f"tfs: interrupted{_resume_hint()}", file=sys.stderr)
         return 130
     finally:
-        for folder in _CREATED_RUN_FOLDERS:
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()  # e.g. the command failed on its arguments before writing anything
-        _CREATED_RUN_FOLDERS.clear()
+        _CURRENT.task = _CURRENT.folder = None
+
+
+def _resume_hint() -> str:
+    folder = _CURRENT.folder
+    if folder is None or not folder.is_dir():
+        return ""
+    steps = sorted(p.name for p in folder.iterdir() if p.name.startswith("step_"))
+    if not steps:
+        return f"; {folder} holds no checkpoint yet"
+    return (
+        f"; the newest checkpoint is {folder / steps[-1]} — continue with: tfs train {_CURRENT.task} --resume {folder}"
+    )
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ Each recipe comes with the named steps that feed it — the data (``seq2seq_data
 ``load_lm_data``), the model (``seq2seq_model_config``, ``bert_model_config``, ``gpt_model_config``) and the
 optimisation (``seq2seq_train_config``, ``bert_train_config``, ``gpt_train_config``) — and returns a
 :class:`~.runs.Run`: the trained model, its tokenizer, the history, a report of held-out numbers, the data and
-the trainer. ``runs.py`` holds what the three share. The generic machinery (the trainer, checkpoints, the
+the trainer. ``runs.py`` holds what the three share — the run folder, resuming — and ``saved.py`` reads a run
+folder back (``load_run``, ``evaluate_run``). The generic machinery (the trainer, checkpoints, the
 optimiser) lives in ``training/``; recipes are where it meets the models, the data and the metrics.
 """
 
-from . import bert, gpt, runs, seq2seq
+from . import bert, gpt, runs, saved, seq2seq
 from .bert import BertReport, bert_model_config, bert_train_config, prepare_bert_data, train_bert
 from .gpt import LMReport, gpt_model_config, gpt_train_config, load_lm_data, train_gpt
 from .runs import Run, make_run_folder
@@ -22,6 +23,7 @@ __all__ = [
     "bert",
     "gpt",
     "runs",
+    "saved",
     "seq2seq",
     "Run",
     "make_run_folder",

@@ -11,7 +11,8 @@ The pieces, each small enough to read in one go:
     unigram_loss(train, targets, V)            the baseline: a model that ignores the context altogether
     gpt_model_config(V, ...)                   the GPT of the recipe (GPT-2's architecture, F = 4·D)
     gpt_train_config(...)                      its optimisation: 1000 steps of 32 windows, AdamW, warm-up + cosine
-    sample_text(model, tokenizer, prompt, n)   sampling with temperature / top-k / top-p, sliding the context
+    generate_text(model, tokenizer, prompt, n) greedy, sampling (temperature / top-k / top-p) or beam search,
+                                               sliding the context; sample_text: sampling
     make_gpt_trainer(data, model_config, train_config)   a fresh GPT in a Trainer, ready to fit
     gpt_report(trainer, data, seconds)                   validation loss, perplexity, baseline and a sample
     train_gpt(data, model_config, train_config)          the whole run -> Run (report: LMReport)
@@ -87,6 +88,9 @@ __all__ = [
     "unigram_loss",
     "gpt_model_config",
     "gpt_train_config",
+    "sliding_logits_fn",
+    "unknown_characters",
+    "generate_text",
     "sample_text",
     "default_prompt",
     "LMReport",
@@ -383,7 +387,75 @@ def gpt_train_config(**overrides) -> TrainConfig:
     return dataclasses.replace(recipe, **overrides)
 
 
+def sliding_logits_fn(model: GPT) -> generation.LogitsFn:
+    """Next-token logits that read at most the last ``max_len`` tokens of each hypothesis.
+
+    The learned position table has ``max_len`` rows, so a continuation longer than that slides a window: each
+    step sees the last ``max_len`` tokens (recomputed, no cache — exact, and cheap at these sizes).
+    """
+    max_len = model.config.max_len
+
+    def logits_fn(ids: Tensor, rows: Tensor) -> Tensor:
+        return model(ids[:, -max_len:]).logits[:, -1, :]  # (N, ≤ max_len, V) -> (N, V)
+
+    return logits_fn
+
+
+def unknown_characters(tokenizer: Tokenizer, text: str) -> list[str]:
+    """The characters of ``text`` the tokenizer can only read as its unknown token (none for byte-level BPE)."""
+    if tokenizer.unk_id is None:
+        return []
+    return sorted({ch for ch in text if not ch.isspace() and tokenizer.unk_id in tokenizer.encode(ch)})
+
+
 @torch.no_grad()
+def generate_text(
+    model: GPT,
+    tokenizer: Tokenizer,
+    prompt: str,
+    max_new_tokens: int,
+    *,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    beam_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> str:
+    """Continue ``prompt``: greedy by default, sampling when ``temperature``, ``top_k`` or ``top_p`` is given
+    (:func:`generation.sample`; temperature 1 unless given), beam search with ``beam_size``
+    (:func:`generation.beam_search`). Each step reads the last ``max_len`` tokens (:func:`sliding_logits_fn`).
+    Returns the prompt and its continuation as text; the model is in eval mode for the call, restored after."""
+    if not isinstance(prompt, str) or not prompt:
+        raise ValueError("prompt must be a non-empty str (the model needs at least one token to continue)")
+    sampling = temperature is not None or top_k is not None or top_p is not None
+    if beam_size is not None and sampling:
+        raise ValueError("choose beam_size (beam search) or temperature / top_k / top_p (sampling), not both")
+    device = next(model.parameters()).device
+    ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=device)  # (1, t0)
+    logits_fn = sliding_logits_fn(model)
+    was_training = model.training
+    model.eval()
+    try:
+        if beam_size is not None:
+            out = generation.beam_search(logits_fn, ids, beam_size=beam_size, max_new_tokens=max_new_tokens).sequences
+        elif sampling:
+            temperature = 1.0 if temperature is None else temperature
+            out = generation.sample(
+                logits_fn,
+                ids,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                generator=generator,
+            )
+        else:
+            out = generation.greedy(logits_fn, ids, max_new_tokens=max_new_tokens)
+    finally:
+        model.train(was_training)
+    return tokenizer.decode(out[0].cpu())
+
+
 def sample_text(
     model: GPT,
     tokenizer: Tokenizer,
@@ -395,36 +467,18 @@ def sample_text(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> str:
-    """Continue ``prompt`` by sampling (:func:`generation.sample`), reading at most the last ``max_len`` tokens.
-
-    The learned position table has ``max_len`` rows, so a sample longer than that slides a window: each step sees
-    the last ``max_len`` tokens (recomputed, no cache — exact, and cheap at these sizes). Returns the prompt and
-    its continuation as text. The model is put in eval mode for the call and restored afterwards.
-    """
-    if not isinstance(prompt, str) or not prompt:
-        raise ValueError("prompt must be a non-empty str (the model needs at least one token to continue)")
-    ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long)  # (1, t0)
-    max_len = model.config.max_len
-    device = next(model.parameters()).device
-
-    def logits_fn(ids: Tensor, rows: Tensor) -> Tensor:
-        return model(ids[:, -max_len:]).logits[:, -1, :]  # (N, ≤ max_len, V) -> (N, V)
-
-    was_training = model.training
-    model.eval()
-    try:
-        out = generation.sample(
-            logits_fn,
-            ids.to(device),
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            generator=generator,
-        )
-    finally:
-        model.train(was_training)
-    return tokenizer.decode(out[0].cpu())
+    """Continue ``prompt`` by sampling (:func:`generate_text` with a temperature), reading at most the last
+    ``max_len`` tokens. Returns the prompt and its continuation as text."""
+    return generate_text(
+        model,
+        tokenizer,
+        prompt,
+        max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        generator=generator,
+    )
 
 
 def default_prompt(data: LMData) -> str:
@@ -563,13 +617,13 @@ def train_gpt(
 ) -> Run:
     """Train a GPT on ``data`` and report validation loss, perplexity, the unigram baseline and a sample.
 
-    ``data`` comes from :func:`load_lm_data`; ``model_config`` from :func:`gpt_model_config` (its ``max_len`` is the
-    context the model reads); ``train_config`` from :func:`gpt_train_config` (its ``seed`` seeds the weights, the
-    batches and the sample; with ``out_dir`` the run writes checkpoints, ``history.jsonl``, ``tokenizer.json`` and
-    ``model_config.json`` there). The other options go to :func:`make_gpt_trainer` and :func:`gpt_report`;
-    ``resume`` continues a run folder (or one of its checkpoints) written with the same configs and data —
-in that folder when it is ``out_dir`` (:func:`~.runs.fit`). Returns a :class:`~.runs.Run` whose
-    ``report`` is an :class:`LMReport`.
+        ``data`` comes from :func:`load_lm_data`; ``model_config`` from :func:`gpt_model_config` (its ``max_len`` is the
+        context the model reads); ``train_config`` from :func:`gpt_train_config` (its ``seed`` seeds the weights, the
+        batches and the sample; with ``out_dir`` the run writes checkpoints, ``history.jsonl``, ``tokenizer.json`` and
+        ``model_config.json`` there). The other options go to :func:`make_gpt_trainer` and :func:`gpt_report`;
+        ``resume`` continues a run folder (or one of its checkpoints) written with the same configs and data —
+    in that folder when it is ``out_dir`` (:func:`~.runs.fit`). Returns a :class:`~.runs.Run` whose
+        ``report`` is an :class:`LMReport`.
     """
     if isinstance(sample_tokens, bool) or not isinstance(sample_tokens, int) or sample_tokens < 1:
         raise ValueError(f"sample_tokens must be a positive integer, got {sample_tokens!r}")

@@ -67,6 +67,7 @@ __all__ = [
     "claim_run_folder",
     "common_train_config",
     "fingerprint",
+    "holds_a_run",
     "make_run_folder",
     "read_run",
     "run_folder_of",
@@ -226,7 +227,9 @@ def _run_folder(train_config: TrainConfig) -> Path | None:
     return None if train_config.out_dir is None else Path(train_config.out_dir)
 
 
-def _holds_a_run(folder: Path) -> bool:
+def holds_a_run(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds (part of) a run: any of its files, or a checkpoint."""
+    folder = Path(folder)
     return any((folder / name).exists() for name in _RUN_FILES) or bool(list_checkpoints(folder))
 
 
@@ -238,7 +241,7 @@ def claim_run_folder(path: str | os.PathLike, *, overwrite: bool = False) -> tup
     if folder.exists() and not folder.is_dir():
         raise RunFolderError(f"{folder} is a file, not a folder; choose another path for the run")
     moved = None
-    if folder.is_dir() and _holds_a_run(folder):
+    if folder.is_dir() and holds_a_run(folder):
         if not overwrite:
             raise RunFolderError(
                 f"{folder} already holds a run; continue it with resume (--resume {folder}), or move it aside "
@@ -410,6 +413,8 @@ def fit(trainer: Trainer, setup: RunSetup | None = None, *, resume: str | os.Pat
         continuing = checkpoint is not None and run_folder_of(checkpoint)[0].resolve() == folder.resolve()
         if not continuing:
             write_run_setup(setup)
+        else:  # the same run, maybe asked for more steps: the folder says how long it now is
+            _write_setup_files(folder, setup)
     if checkpoint is not None:
         trainer.resume(checkpoint)
     if folder is not None:

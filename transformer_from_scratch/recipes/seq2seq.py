@@ -7,6 +7,7 @@ The pieces, each small enough to read in one go:
                                       [y1 … yn, eos]; cross-entropy over real target positions
     decode(model, sources, ...)       greedy or beam-search decoding of a list of sources
     evaluate_exact_match(...)         the fraction of sources decoded exactly right
+    transduce_text(model, vocab, s)   one source string -> the model's output string (greedy, sampling, beam)
     seq2seq_model_config(...)         the model of chapter 04: post-LN, D = 64, 4 heads, 2 + 2 layers
     seq2seq_train_config(...)         its optimisation: 600 steps of 64 pairs, warm-up + cosine
     make_seq2seq_trainer(data, model_config, train_config)   a fresh EncoderDecoder in a Trainer
@@ -46,6 +47,7 @@ __all__ = [
     "seq2seq_loss",
     "decode",
     "evaluate_exact_match",
+    "transduce_text",
     "seq2seq_model_config",
     "seq2seq_train_config",
     "make_seq2seq_trainer",
@@ -196,6 +198,72 @@ def evaluate_exact_match(
     return exact_match(predictions, [t for _, t in pairs])
 
 
+@torch.no_grad()
+def transduce_text(
+    model: EncoderDecoder,
+    vocab: synthetic.SymbolVocab,
+    text: str,
+    *,
+    max_new_tokens: int | None = None,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    beam_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> str:
+    """The model's output for one source string of the vocabulary's symbols: greedy by default, sampling when
+    ``temperature``, ``top_k`` or ``top_p`` is given, beam search with ``beam_size``; at most ``max_new_tokens``
+    symbols (default: the source's length + 2). Raises ValueError before decoding when ``text`` holds a symbol
+    outside the alphabet or is longer than the model's ``max_len`` positions."""
+    ids = vocab.encode(text)  # ValueError naming the symbol
+    if not ids:
+        raise ValueError("text must hold at least one symbol")
+    if len(ids) > model.config.max_len:
+        raise ValueError(f"text has {len(ids)} symbols; this model reads at most {model.config.max_len}")
+    max_new_tokens = len(ids) + 2 if max_new_tokens is None else max_new_tokens
+    sampling = temperature is not None or top_k is not None or top_p is not None
+    if beam_size is not None and sampling:
+        raise ValueError("choose beam_size (beam search) or temperature / top_k / top_p (sampling), not both")
+    if not sampling:
+        return vocab.decode(_decode_one(model, vocab, ids, max_new_tokens, beam_size or 1))
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        src = torch.tensor([ids], device=device)  # (1, S)
+        logits_fn = generation.encoder_decoder_logits_fn(model, src)
+        prefix = torch.full((1, 1), vocab.bos_id, dtype=torch.long, device=device)  # (1, 1)
+        out = generation.sample(
+            logits_fn,
+            prefix,
+            max_new_tokens=max_new_tokens,
+            temperature=1.0 if temperature is None else temperature,
+            top_k=top_k,
+            top_p=top_p,
+            eos_id=vocab.eos_id,
+            pad_id=vocab.pad_id,
+            generator=generator,
+        )
+    finally:
+        model.train(was_training)
+    return vocab.decode(_strip(out[0, 1:].tolist(), vocab.eos_id, vocab.pad_id))
+
+
+def _decode_one(
+    model: EncoderDecoder, vocab: synthetic.SymbolVocab, ids: list[int], max_new_tokens: int, beam_size: int
+) -> list[int]:
+    """:func:`decode` of one source: the generated ids without BOS and EOS."""
+    return decode(
+        model,
+        [ids],
+        bos_id=vocab.bos_id,
+        eos_id=vocab.eos_id,
+        pad_id=vocab.pad_id,
+        max_new_tokens=max_new_tokens,
+        beam_size=beam_size,
+    )[0]
+
+
 # ------------------------------------------------------------------------------------- the recipe's settings
 
 
@@ -323,12 +391,12 @@ def train_seq2seq(
 ) -> Run:
     """Train an :class:`EncoderDecoder` on a synthetic task and measure it on the test split.
 
-    ``data`` comes from :func:`seq2seq_data`, ``model_config`` from :func:`seq2seq_model_config`, ``train_config``
-    from :func:`seq2seq_train_config` (its ``seed`` seeds the weights and the batches; with ``out_dir`` the run
-    writes checkpoints, ``model_config.json`` and ``history.jsonl`` there). ``beam_size``: the decoding of the final
-    report (1: greedy). ``resume`` continues from a run folder or one of its checkpoints (:func:`~.runs.fit`:
-in that folder when it is ``out_dir``; refused for another task, model or data). Returns a
-    :class:`~.runs.Run` whose ``report`` is a :class:`Seq2SeqReport` and whose ``tokenizer`` is the vocabulary.
+        ``data`` comes from :func:`seq2seq_data`, ``model_config`` from :func:`seq2seq_model_config`, ``train_config``
+        from :func:`seq2seq_train_config` (its ``seed`` seeds the weights and the batches; with ``out_dir`` the run
+        writes checkpoints, ``model_config.json`` and ``history.jsonl`` there). ``beam_size``: the decoding of the final
+        report (1: greedy). ``resume`` continues from a run folder or one of its checkpoints (:func:`~.runs.fit`:
+    in that folder when it is ``out_dir``; refused for another task, model or data). Returns a
+        :class:`~.runs.Run` whose ``report`` is a :class:`Seq2SeqReport` and whose ``tokenizer`` is the vocabulary.
     """
     trainer = make_seq2seq_trainer(data, model_config, train_config)
     setup = RunSetup(data.task, model_config, train_config, data.fingerprint(), data.options)
