@@ -316,6 +316,8 @@ def _schedule_note(resumed: Any, config: TrainConfig) -> str | None:
     if planned is None or planned == config.steps:
         return None
     step = int(json.loads((resumed.latest / "state.json").read_text())["step"])
+    if config.steps <= step:
+        return None  # refused by the recipe, in one line
     old = dataclasses.replace(config, steps=planned)
     was = f"instead of {old.lr_at(step + 1):.3g}" if step < planned else f"its schedule ended at {old.lr_at(step):.3g}"
     return (

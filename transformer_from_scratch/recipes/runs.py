@@ -356,14 +356,14 @@ def check_resume(setup: RunSetup, path: str | os.PathLike) -> Path:
     folder, checkpoint = run_folder_of(path)
     if saved.task != setup.task:
         raise RunFolderError(f"{folder} is a run of {saved.task!r}, not of {setup.task!r}")
-    model_changes = _differences(saved.model_config, json.loads(json.dumps(dataclasses.asdict(setup.model_config))))
-    if model_changes:
-        raise RunFolderError(f"{folder} trained another model: {', '.join(model_changes[:4])}")
     tokenizer = setup.tokenizer.to_dict() if hasattr(setup.tokenizer, "to_dict") else None
     if saved.tokenizer is not None and tokenizer is not None and json.loads(json.dumps(tokenizer)) != saved.tokenizer:
         raise RunFolderError(f"{folder} was trained with another tokenizer than this run's")
     if saved.data_fingerprint != setup.data_fingerprint:
-        raise RunFolderError(f"{folder} was trained on other data (its fingerprint differs: {saved.data})")
+        raise RunFolderError(f"{folder} was trained on other data (the fingerprint in its {RUN_FILE} differs)")
+    model_changes = _differences(saved.model_config, json.loads(json.dumps(dataclasses.asdict(setup.model_config))))
+    if model_changes:
+        raise RunFolderError(f"{folder} trained another model: {', '.join(model_changes[:4])}")
     if checkpoint is None:
         raise RunFolderError(
             f"{folder} holds no checkpoint yet (the run stopped before its first one); start it again with "
