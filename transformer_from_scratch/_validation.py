@@ -163,6 +163,54 @@ def check_labels(labels, name: str, shape: tuple[int, ...], *, shape_of: str | N
         raise ValueError(f"{name} must have {what} {tuple(shape)}, got {tuple(labels.shape)}")
 
 
+try:
+    torch.is_autocast_enabled("cpu")
+    _AUTOCAST_BY_DEVICE = True  # torch ≥ 2.4
+except TypeError:
+    _AUTOCAST_BY_DEVICE = False
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """Whether ``torch.autocast`` is on for ``device_type`` ("cpu", "cuda", …) — no host synchronisation."""
+    if _AUTOCAST_BY_DEVICE:
+        return torch.is_autocast_enabled(device_type)
+    if device_type == "cpu":  # torch < 2.4: one function per device type
+        return torch.is_autocast_cpu_enabled()
+    return torch.is_autocast_enabled()
+
+
+def check_float_input(x: Tensor, name: str, weight_dtype: torch.dtype | None, module: str) -> None:
+    """``x`` is a floating-point tensor of the dtype of the ``module``'s weights (``weight_dtype=None``: any float).
+
+    Under ``torch.autocast`` the dtypes may differ — the matrix products cast float32, float16 and bfloat16
+    operands to the autocast dtype — unless one of them is float64, which autocast leaves alone.
+
+    A dtype comparison only: no host synchronisation, nothing that breaks a ``torch.compile`` graph.
+    """
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor (B, length, d_model) of hidden states, got {x.dtype}; "
+            "token ids go through an embedding first, other tensors need .float()"
+        )
+    if weight_dtype is None or x.dtype == weight_dtype:
+        return
+    # Under autocast the matrix products cast float32/float16/bfloat16 operands to one dtype — but never float64.
+    float64 = torch.float64 in (x.dtype, weight_dtype)
+    if not autocast_enabled(x.device.type) or float64:
+        short = {
+            torch.float64: ".double()",
+            torch.float32: ".float()",
+            torch.float16: ".half()",
+            torch.bfloat16: ".bfloat16()",
+        }
+        to_module = short.get(x.dtype, f".to({x.dtype})")
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the weights of {module} are {weight_dtype}; convert the input with "
+            f"{name}.to({weight_dtype}) or the module with module{to_module}"
+            + (" (torch.autocast never casts float64)" if float64 else ", or run under torch.autocast")
+        )
+
+
 def check_width(x, d_model: int, name: str = "x") -> None:
     """``x`` is a tensor (…, d_model)."""
     if not isinstance(x, Tensor):
