@@ -11,6 +11,7 @@ Token ids are range-checked without a host synchronisation on accelerators (see 
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable
 
 import torch
@@ -28,6 +29,27 @@ def check_int(name: str, value, minimum: int) -> None:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be ≥ {minimum}, got {value}")
+
+
+def check_size(name: str, value) -> int:
+    """``value`` is a size (a length) ≥ 0 -> it as an int.
+
+    Accepts what ``range`` accepts: a Python int, a NumPy integer, a 0-d integer tensor (and, under
+    ``torch.compile``, a symbolic int). Refuses bools, floats (``2.5`` is not a length, even if ``torch.arange``
+    would round it up) and negative sizes.
+    """
+    if isinstance(value, bool) or (isinstance(value, Tensor) and value.dtype == torch.bool):
+        raise TypeError(f"{name} must be an int (a length), got bool {value!r}")
+    if isinstance(value, int | torch.SymInt):
+        size = value
+    else:
+        try:
+            size = operator.index(value)  # NumPy ints, 0-d integer tensors; floats raise TypeError
+        except TypeError:
+            raise TypeError(f"{name} must be an int (a length), got {_type_name(value)} {value!r}") from None
+    if size < 0:
+        raise ValueError(f"{name} must be ≥ 0 (a length), got {size}")
+    return size
 
 
 def check_probability(name: str, value) -> None:
