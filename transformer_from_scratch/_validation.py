@@ -152,8 +152,12 @@ def check_all(condition: Tensor, message: Callable[[], str], device_message: str
     torch._assert_async(condition.all(), device_message)
 
 
-def check_ids_2d(ids, name: str = "input_ids", *, allow_empty: bool = True) -> None:
-    """``ids`` is an integer (B, T) tensor (T ≥ 1 unless ``allow_empty``)."""
+def check_ids_2d(ids, name: str = "input_ids", *, allow_empty: bool = False) -> None:
+    """``ids`` is an integer (B, T) tensor with T ≥ 1 (T = 0 only with ``allow_empty``).
+
+    An empty batch (B = 0) passes: the models map it to empty outputs. An empty sequence (T = 0) does not: with
+    no keys, attention has nothing to normalise over.
+    """
     check_integer_tensor(ids, name)
     if ids.dim() != 2 or (not allow_empty and ids.shape[1] == 0):
         need = "(B, T)" if allow_empty else "(B, T) with T ≥ 1"
