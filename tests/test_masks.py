@@ -47,7 +47,7 @@ def test_causal_mask_is_built_on_the_requested_device():
 def test_causal_mask_errors():
     with pytest.raises(ValueError, match="causal_mask needs S ≥ T .* got T=5, S=3"):
         masks.causal_mask(5, 3)
-    with pytest.raises(ValueError, match="lengths must be non-negative, got T=-1, S=2"):
+    with pytest.raises(ValueError, match="t must be ≥ 0 .*got -1"):
         masks.causal_mask(-1, 2)
 
 

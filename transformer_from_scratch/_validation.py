@@ -11,6 +11,7 @@ Token ids are range-checked without a host synchronisation on accelerators (see 
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable
 
 import torch
@@ -28,6 +29,27 @@ def check_int(name: str, value, minimum: int) -> None:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be ≥ {minimum}, got {value}")
+
+
+def check_size(name: str, value) -> int:
+    """``value`` is a size (a length) ≥ 0 -> it as an int.
+
+    Accepts what ``range`` accepts: a Python int, a NumPy integer, a 0-d integer tensor (and, under
+    ``torch.compile``, a symbolic int). Refuses bools, floats (``2.5`` is not a length, even if ``torch.arange``
+    would round it up) and negative sizes.
+    """
+    if isinstance(value, bool) or (isinstance(value, Tensor) and value.dtype == torch.bool):
+        raise TypeError(f"{name} must be an int (a length), got bool {value!r}")
+    if isinstance(value, int | torch.SymInt):
+        size = value
+    else:
+        try:
+            size = operator.index(value)  # NumPy ints, 0-d integer tensors; floats raise TypeError
+        except TypeError:
+            raise TypeError(f"{name} must be an int (a length), got {_type_name(value)} {value!r}") from None
+    if size < 0:
+        raise ValueError(f"{name} must be ≥ 0 (a length), got {size}")
+    return size
 
 
 def check_probability(name: str, value) -> None:
@@ -130,8 +152,12 @@ def check_all(condition: Tensor, message: Callable[[], str], device_message: str
     torch._assert_async(condition.all(), device_message)
 
 
-def check_ids_2d(ids, name: str = "input_ids", *, allow_empty: bool = True) -> None:
-    """``ids`` is an integer (B, T) tensor (T ≥ 1 unless ``allow_empty``)."""
+def check_ids_2d(ids, name: str = "input_ids", *, allow_empty: bool = False) -> None:
+    """``ids`` is an integer (B, T) tensor with T ≥ 1 (T = 0 only with ``allow_empty``).
+
+    An empty batch (B = 0) passes: the models map it to empty outputs. An empty sequence (T = 0) does not: with
+    no keys, attention has nothing to normalise over.
+    """
     check_integer_tensor(ids, name)
     if ids.dim() != 2 or (not allow_empty and ids.shape[1] == 0):
         need = "(B, T)" if allow_empty else "(B, T) with T ≥ 1"
@@ -161,6 +187,54 @@ def check_labels(labels, name: str, shape: tuple[int, ...], *, shape_of: str | N
     if tuple(labels.shape) != tuple(shape):
         what = "shape" if shape_of is None else f"the shape of {shape_of}"
         raise ValueError(f"{name} must have {what} {tuple(shape)}, got {tuple(labels.shape)}")
+
+
+try:
+    torch.is_autocast_enabled("cpu")
+    _AUTOCAST_BY_DEVICE = True  # torch ≥ 2.4
+except TypeError:
+    _AUTOCAST_BY_DEVICE = False
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """Whether ``torch.autocast`` is on for ``device_type`` ("cpu", "cuda", …) — no host synchronisation."""
+    if _AUTOCAST_BY_DEVICE:
+        return torch.is_autocast_enabled(device_type)
+    if device_type == "cpu":  # torch < 2.4: one function per device type
+        return torch.is_autocast_cpu_enabled()
+    return torch.is_autocast_enabled()
+
+
+def check_float_input(x: Tensor, name: str, weight_dtype: torch.dtype | None, module: str) -> None:
+    """``x`` is a floating-point tensor of the dtype of the ``module``'s weights (``weight_dtype=None``: any float).
+
+    Under ``torch.autocast`` the dtypes may differ — the matrix products cast float32, float16 and bfloat16
+    operands to the autocast dtype — unless one of them is float64, which autocast leaves alone.
+
+    A dtype comparison only: no host synchronisation, nothing that breaks a ``torch.compile`` graph.
+    """
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor (B, length, d_model) of hidden states, got {x.dtype}; "
+            "token ids go through an embedding first, other tensors need .float()"
+        )
+    if weight_dtype is None or x.dtype == weight_dtype:
+        return
+    # Under autocast the matrix products cast float32/float16/bfloat16 operands to one dtype — but never float64.
+    float64 = torch.float64 in (x.dtype, weight_dtype)
+    if not autocast_enabled(x.device.type) or float64:
+        short = {
+            torch.float64: ".double()",
+            torch.float32: ".float()",
+            torch.float16: ".half()",
+            torch.bfloat16: ".bfloat16()",
+        }
+        to_module = short.get(x.dtype, f".to({x.dtype})")
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the weights of {module} are {weight_dtype}; convert the input with "
+            f"{name}.to({weight_dtype}) or the module with module{to_module}"
+            + (" (torch.autocast never casts float64)" if float64 else ", or run under torch.autocast")
+        )
 
 
 def check_width(x, d_model: int, name: str = "x") -> None:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import functional as tf
+from ._validation import check_float_input
 from .positional import RotaryEmbedding
 
 __all__ = ["MultiHeadAttention", "LayerKVCache", "KVCache"]
@@ -85,13 +86,16 @@ class MultiHeadAttention(nn.Module):
         return f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, impl={self.impl!r}"
 
     def _check_inputs(self, x_q: Tensor, x_kv: Tensor) -> None:
-        for name, x in (("x_q", x_q), ("x_kv", x_kv)):
+        for name, x, proj in (("x_q", x_q, self.q_proj), ("x_kv", x_kv, self.k_proj)):
             if not isinstance(x, Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
             if x.dim() != 3:
                 raise ValueError(f"{name} must have shape (B, length, d_model), got {tuple(x.shape)}")
             if x.shape[-1] != self.d_model:
                 raise ValueError(f"{name} has width {x.shape[-1]}, expected d_model={self.d_model}")
+            weight = getattr(proj, "weight", None)  # None for a projection that is not a plain nn.Linear
+            weight_dtype = weight.dtype if isinstance(weight, Tensor) and weight.is_floating_point() else None
+            check_float_input(x, name, weight_dtype, "this MultiHeadAttention")
         if x_q.shape[0] != x_kv.shape[0]:
             raise ValueError(f"batch sizes differ: x_q {tuple(x_q.shape)} vs x_kv {tuple(x_kv.shape)}")
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ._validation import check_all
+from ._validation import check_all, check_size
 
 __all__ = [
     "causal_mask",
@@ -49,9 +49,8 @@ def causal_mask(t: int, s: int | None = None, *, device: torch.device | str | No
     right, so the last query sees every key. Note: ``F.scaled_dot_product_attention(is_causal=True)``
     aligns to the top left instead when T ≠ S.
     """
-    s = t if s is None else s
-    if t < 0 or s < 0:
-        raise ValueError(f"lengths must be non-negative, got T={t}, S={s}")
+    t = check_size("t", t)  # an int ≥ 0: 2.5 or True is not a length
+    s = t if s is None else check_size("s", s)
     if s < t:
         raise ValueError(f"causal_mask needs S ≥ T (keys include every query position), got T={t}, S={s}")
     i = torch.arange(t, device=device)[:, None]  # (T, 1) query positions
@@ -71,7 +70,7 @@ def padding_mask_from_lengths(
     if (lengths < 0).any():
         raise ValueError(f"lengths must be non-negative, got {lengths.tolist()}")
     longest = int(lengths.max()) if lengths.numel() else 0
-    max_len = longest if max_len is None else max_len
+    max_len = longest if max_len is None else check_size("max_len", max_len)
     if longest > max_len:
         raise ValueError(f"a length of {longest} exceeds max_len={max_len}")
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]  # (B, S)

@@ -338,6 +338,30 @@ class GPT(nn.Module):
 
     # ---- generation -------------------------------------------------------------------------------------
 
+    def _check_room(self, t0: int, max_new_tokens) -> None:
+        """Refuse, before decoding, a generation that would run past the learned position table.
+
+        RoPE models have no table (their rotation caches grow on demand), so any length decodes there.
+        """
+        max_len = self.config.max_len
+        if self.config.positional != "learned" or isinstance(max_new_tokens, bool):
+            return
+        if not isinstance(max_new_tokens, int) or t0 + max_new_tokens <= max_len:
+            return  # fits (a max_new_tokens that is not an int is reported by the decoding function)
+        fixes = []
+        if max_new_tokens < max_len:
+            keep = max_len - max_new_tokens
+            fixes.append(f"crop the prompt to its last {keep} tokens (input_ids[:, -{keep}:])")
+        if t0 < max_len:
+            fixes.append(f"lower max_new_tokens to {max_len - t0}")
+        if not fixes:
+            fixes.append(f"keep prompt length + max_new_tokens ≤ {max_len}")
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} does not fit: the prompt length {t0} + max_new_tokens "
+            f"{max_new_tokens} = {t0 + max_new_tokens} exceeds max_len={max_len} (the rows of the learned position "
+            f"table); {' or '.join(fixes)}"
+        )
+
     @torch.no_grad()
     def generate(
         self,
@@ -365,8 +389,17 @@ class GPT(nn.Module):
         filters and ``generator``; ``beam_size`` runs :func:`generation.beam_search` and returns its best
         sequences. ``use_cache`` decodes with a KV cache (same tokens, fewer computations). Put the model in
         ``eval()`` mode first, or dropout stays on.
+
+        With learned positions the prompt and the new tokens must fit in ``config.max_len`` positions (t0 +
+        ``max_new_tokens`` ≤ max_len, checked before decoding starts); RoPE has no such limit.
         """
         _check_ids(input_ids, self.config.vocab_size)
+        if input_ids.shape[0] == 0:
+            raise ValueError(
+                f"input_ids holds no prompt: the batch is empty (shape {tuple(input_ids.shape)}); "
+                "generate needs at least one sequence (B ≥ 1)"
+            )
+        self._check_room(input_ids.shape[1], max_new_tokens)
         if valid is None and self.config.pad_id is not None:
             valid = masks.padding_mask_from_ids(input_ids, self.config.pad_id)
         if valid is None:

@@ -236,18 +236,71 @@ def model_tensors(model: nn.Module, prefix: str = "model.") -> dict[str, Tensor]
     return {prefix + name: t for name, t in model.state_dict().items()}
 
 
-def load_model_tensors(model: nn.Module, tensors: dict[str, Tensor], prefix: str = "model.") -> None:
-    """Copy the ``prefix``-ed tensors into ``model`` (strict: every name must match, shapes must agree)."""
+_MODEL_CONFIG_FILE = "model_config.json"  # written next to the checkpoints by recipes.runs (a floor above this one)
+_SHOWN = 3  # names listed in a mismatch error; the count says how many there are in all
+
+
+def _names(names: list[str]) -> str:
+    """The first few of ``names``, and how many more there are."""
+    shown = ", ".join(names[:_SHOWN])
+    return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+
+
+def _check_model_tensors(model: nn.Module, weights: dict[str, Tensor], source: Path | None) -> None:
+    """Raise one ``ValueError`` when ``weights`` (names without prefix) do not fit ``model``: names missing from
+    the checkpoint, names the model lacks, or shapes that differ — the first few of each, with both shapes."""
+    expected = model.state_dict()  # name -> tensor: parameters and persistent buffers (a tied one under each name)
+    missing = [name for name in expected if name not in weights]
+    unexpected = [name for name in weights if name not in expected]
+    shapes = [  # in the model's order, so the first one named is the first that differs
+        f"{name}: checkpoint {tuple(weights[name].shape)} vs model {tuple(t.shape)}"
+        for name, t in expected.items()
+        if name in weights and weights[name].shape != t.shape
+    ]
+    if not (missing or unexpected or shapes):
+        return
+    problems = []
+    if shapes:
+        problems.append(f"{len(shapes)} tensor(s) differ in shape ({_names(shapes)})")
+    if missing:
+        problems.append(f"{len(missing)} tensor(s) of the model are missing from the checkpoint ({_names(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} tensor(s) of the checkpoint are not in the model ({_names(unexpected)})")
+    where = "the checkpoint" if source is None else f"the checkpoint {source}"
+    config = None if source is None else source.parent / _MODEL_CONFIG_FILE
+    if config is not None and config.is_file():
+        rebuild = f"build the model from {config} (the configuration the run was trained with)"
+    else:
+        rebuild = f"build the model from the run's {_MODEL_CONFIG_FILE}, next to its checkpoints"
+    raise ValueError(
+        f"{where} does not fit this {type(model).__name__}: {'; '.join(problems)}. The checkpoint was written for "
+        f"another model configuration; {rebuild}"
+    )
+
+
+def load_model_tensors(
+    model: nn.Module, tensors: dict[str, Tensor], prefix: str = "model.", *, source: str | os.PathLike | None = None
+) -> None:
+    """Copy the ``prefix``-ed tensors into ``model`` (strict: every name must match, shapes must agree).
+
+    A mismatch raises one ``ValueError`` listing the first differing names (with both shapes), before anything is
+    copied; ``source``, the checkpoint directory, is named in it.
+    """
     weights = {name[len(prefix) :]: t for name, t in tensors.items() if name.startswith(prefix)}
     if not weights:
         raise CheckpointError(f"the checkpoint holds no tensors named '{prefix}*'")
+    _check_model_tensors(model, weights, None if source is None else Path(source))
     model.load_state_dict(weights, strict=True)
 
 
 def load_model_weights(directory: str | os.PathLike, model: nn.Module) -> dict[str, Any]:
-    """Load only the weights of a checkpoint into ``model`` (e.g. to evaluate it); return its ``state.json``."""
+    """Load only the weights of a checkpoint into ``model`` (e.g. to evaluate it); return its ``state.json``.
+
+    ``model`` must have the architecture the checkpoint was written with — rebuild it from the run's
+    ``model_config.json``; a model of another shape raises a ``ValueError`` naming the differing tensors.
+    """
     tensors, state = load_checkpoint(directory)
-    load_model_tensors(model, tensors)
+    load_model_tensors(model, tensors, source=directory)
     return state
 
 
