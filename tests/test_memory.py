@@ -9,7 +9,7 @@ on first use is not counted as the model's.
 
 The child runs with glibc's mmap threshold fixed at its initial 128 KiB (``MALLOC_MMAP_THRESHOLD_``): by default
 glibc raises the threshold as large blocks are freed, and freed activations then stay in the heap, which put the
-resident peak of these very runs at 1.15–1.45× the memory the tensors need (see the module docstring of
+resident peak of these very runs at 1.14–1.49× the estimate (see the module docstring of
 training/memory.py). The estimate counts tensors; the fixed threshold makes the resident size count them too.
 """
 
@@ -248,6 +248,9 @@ def test_the_estimate_is_within_30_percent_of_the_measured_peak(case):
     print(f"{case}: estimated {estimate.total / 2**20:.0f} MiB, measured {measured / 2**20:.0f} MiB, ratio {ratio:.2f}")
     print(f"  {estimate}")
     assert abs(estimate.total - measured) / measured <= 0.30
+    # The estimate is meant as an upper bound (it adds terms that do not all peak together): it may not fall more
+    # than the allocator's noise below the measurement. This also catches a missing term of ~10 % that ±30 % lets by.
+    assert estimate.total >= 0.9 * measured
 
 
 # ---- the child process --------------------------------------------------------------------------------------

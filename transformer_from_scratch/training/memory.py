@@ -15,6 +15,9 @@ F feed-forward width · V vocabulary), P the number of parameters, b the bytes o
                                   + 3·D² (2·D² cross)    the packed copy of W^Q, W^K, W^V that the product keeps
                     per FFN         n_act   · B·T·F     the activation's intermediates and its output
                     logits + loss   n_loss  · B·T·V     the logits and the log-softmax's buffers
+                  an encoder block (GPT's too) has 2 norms, 1 attention, 1 FFN; a decoder block 3, 2 (self, cross), 1;
+                  plus GPT's final norm, BERT's embedding norm and MLM transform (a D-wide FFN and a norm), the input
+                  (B·T·D) of a post-LN 2017 stack, and the int64 token ids
                   + 1 byte (a kept mask, ``dtype`` bytes for ``nn.Dropout`` on a CPU) per element of every
                     tensor that a non-zero dropout touches
     transient     2·b · max(B·H·T·S, B·T·F, B·T·V)      the largest temporaries: a gradient and its operand
@@ -37,10 +40,10 @@ counts depend on the implementation of the functional core (``impl``), read off 
 The textbook path (``"plain"``, the default) is the largest. BERT's MLM head is counted over all T positions —
 an upper bound for the recipe's loss (``recipes/bert.py``), which scores only the ~15 % selected positions.
 The total adds every term, although gradients are allocated while the activations are being freed: an upper
-bound of the peak by about the gradients (``tests/test_memory.py`` measures it 2–11 % above the resident peak).
+bound of the peak by about the gradients (``tests/test_memory.py`` measures it 5–11 % above the resident peak).
 It counts tensors, not the allocator's habits: on Linux, glibc's ``malloc`` raises its mmap threshold as large
 blocks are freed (up to 32 MiB), after which freed activations stay in the heap and the resident memory of the
-process peaked up to ~1.5× this estimate in the same measurements; a fixed threshold
+process peaked at 1.14–1.49× this estimate in the same measurements; a fixed threshold
 (``MALLOC_MMAP_THRESHOLD_=131072`` in the environment, or ``mallopt``) returns them and removes the difference.
 """
 
