@@ -18,6 +18,14 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .clipping import clip_grad_norm_, grad_norm
+from .memory import (
+    InsufficientMemoryError,
+    MemoryEstimate,
+    available_memory_bytes,
+    check_fits_in_memory,
+    estimate_training_memory,
+    parameter_count,
+)
 from .optim import AdamW, param_groups_for_weight_decay
 from .schedules import Schedule, constant, cosine_with_warmup, inverse_sqrt, set_lr
 from .trainer import DivergenceError, History, NonFiniteLossError, TrainConfig, Trainer, to_device
@@ -37,6 +45,12 @@ __all__ = [
     "load_model_weights",
     "prune_checkpoints",
     "save_checkpoint",
+    "InsufficientMemoryError",
+    "MemoryEstimate",
+    "available_memory_bytes",
+    "check_fits_in_memory",
+    "estimate_training_memory",
+    "parameter_count",
     "AdamW",
     "Schedule",
     "clip_grad_norm_",

@@ -1,0 +1,275 @@
+r"""How much memory one training step needs — estimated from the model config, before anything is built.
+
+Shapes as in ``functional.py`` (B batch · T query length · S key length · H heads · Dh head width · D model width ·
+F feed-forward width · V vocabulary), P the number of parameters, b the bytes of one number of ``dtype``
+(4 for float32). One step of AdamW holds, at its peak:
+
+    parameters    P·b      counted from the config, a tied matrix once (the model is never built)
+    gradients     P·b      one per parameter
+    optimizer     2·P·b    AdamW's two moments m and v (``optim.py``)
+    buffers                the sinusoidal tables (max_len, D) and RoPE caches (max_len, Dh/2), float64
+    activations   b · Σ over layers of the tensors autograd keeps from the forward pass to the backward pass:
+                    per norm        n_norm  · B·T·D     its output included (the next projection keeps it)
+                    per attention   n_attn  · B·T·D     q, k, v (copies in head layout), the merged heads
+                                  + n_score · B·H·T·S   scores / probabilities
+                                  + 3·D² (2·D² cross)    the packed copy of W^Q, W^K, W^V that the product keeps
+                    per FFN         n_act   · B·T·F     the activation's intermediates and its output
+                    logits + loss   n_loss  · B·T·V     the logits and the log-softmax's buffers
+                  an encoder block (GPT's too) has 2 norms, 1 attention, 1 FFN; a decoder block 3, 2 (self, cross), 1;
+                  plus GPT's final norm, BERT's embedding norm and MLM transform (a D-wide FFN and a norm), the input
+                  (B·T·D) of a post-LN 2017 stack, and the int64 token ids
+                  + 1 byte (a kept mask, ``dtype`` bytes for ``nn.Dropout`` on a CPU) per element of every
+                    tensor that a non-zero dropout touches
+    transient     2·b · max(B·H·T·S, B·T·F, B·T·V)      the largest temporaries: a gradient and its operand
+
+with S = T (self-attention; the encoder–decoder's ``seq_len`` is both the source and the target length). The
+counts depend on the implementation of the functional core (``impl``), read off its code — ``functional.py``
+(autograd keeps every intermediate), ``kernels.py`` (a hand-written backward keeps one or two tensors) and
+``fused.py`` (PyTorch's built-ins)::
+
+                                plain   kernels   torch
+    n_norm   LayerNorm            4        2        2       plain: x - μ twice, x̂, the output
+             RMSNorm              3        3        3       x, x/rms, the output (F.rms_norm is composite on CPU)
+    n_attn                        4        5        5       kernels and torch also keep the output O
+    n_score                       2        1        0       plain: e^(s - m) and the probabilities; torch: the
+                                                            fused kernel never forms T×S (with dropout: 2)
+    n_act    relu / gelu / gelu_tanh / swiglu
+                                1/4/5/5    1/3/2/5  1/2/2/4 plain relu also keeps a bool mask (1 byte)
+    n_loss                        3        2        2       the logits, e^(z - m), log p (plain)
+
+The textbook path (``"plain"``, the default) is the largest. BERT's MLM head is counted over all T positions —
+an upper bound for the recipe's loss (``recipes/bert.py``), which scores only the ~15 % selected positions.
+The total adds every term, although gradients are allocated while the activations are being freed: an upper
+bound of the peak by about the gradients (``tests/test_memory.py`` measures it 5–11 % above the resident peak).
+It counts tensors, not the allocator's habits: on Linux, glibc's ``malloc`` raises its mmap threshold as large
+blocks are freed (up to 32 MiB), after which freed activations stay in the heap and the resident memory of the
+process peaked at 1.14–1.49× this estimate in the same measurements; a fixed threshold
+(``MALLOC_MMAP_THRESHOLD_=131072`` in the environment, or ``mallopt``) returns them and removes the difference.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = [
+    "MemoryEstimate",
+    "InsufficientMemoryError",
+    "parameter_count",
+    "estimate_training_memory",
+    "available_memory_bytes",
+    "check_fits_in_memory",
+]
+
+_NORM = {"layer": {"plain": 4, "kernels": 2, "torch": 2}, "rms": {"plain": 3, "kernels": 3, "torch": 3}}
+_ATTN = {"plain": 4, "kernels": 5, "torch": 5}
+_SCORES = {"plain": 2, "kernels": 1, "torch": 0}
+_ACT = {
+    "plain": {"relu": 1, "gelu": 4, "gelu_tanh": 5, "swiglu": 5},  # + relu's bool mask x > 0, see below
+    "kernels": {"relu": 1, "gelu": 3, "gelu_tanh": 2, "swiglu": 5},
+    "torch": {"relu": 1, "gelu": 2, "gelu_tanh": 2, "swiglu": 4},
+}
+_LOSS = {"plain": 3, "kernels": 2, "torch": 2}
+_GIB, _MIB = 2**30, 2**20
+
+
+def _size(n: float) -> str:
+    return f"{n / _GIB:.2f} GiB" if n >= _GIB else f"{n / _MIB:.1f} MiB"
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes one training step needs; ``total`` is the sum of the others. ``str()`` is a one-line summary."""
+
+    parameters: int
+    gradients: int
+    optimizer: int
+    buffers: int
+    activations: int
+    transient: int
+    n_parameters: int
+    total: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        parts = (self.parameters, self.gradients, self.optimizer, self.buffers, self.activations, self.transient)
+        object.__setattr__(self, "total", sum(parts))
+
+    def breakdown(self) -> str:
+        """One line: ``parameters 12.8 MiB, gradients 12.8 MiB, optimizer 25.6 MiB, activations …, transient …``."""
+        parts = [("parameters", self.parameters), ("gradients", self.gradients), ("optimizer", self.optimizer)]
+        parts += [("buffers", self.buffers)] if self.buffers else []
+        parts += [("activations", self.activations), ("transient", self.transient)]
+        return ", ".join(f"{name} {_size(n)}" for name, n in parts)
+
+    def __str__(self) -> str:
+        return f"about {_size(self.total)} ({self.breakdown()})"
+
+
+class InsufficientMemoryError(MemoryError):
+    """A run whose estimated peak memory exceeds what the machine has available (see :func:`check_fits_in_memory`)."""
+
+
+# ---- the three families, recognised by their fields (training/ imports no model code, not even config.py) ----
+
+
+def _family(config) -> str:
+    for name, family in (("src_vocab_size", "seq2seq"), ("type_vocab_size", "bert"), ("tie_head", "gpt")):
+        if hasattr(config, name):
+            return family
+    raise TypeError(f"model_config must be a GPTConfig, BertConfig or TransformerConfig, got {type(config).__name__}")
+
+
+def _ffn_params(d: int, f: int, activation: str, bias: bool) -> int:
+    if activation == "swiglu":
+        return 3 * d * f  # w1, w2, w3, never a bias
+    return 2 * d * f + (f + d if bias else 0)
+
+
+def parameter_count(model_config) -> int:
+    """The number of parameters of the model a config describes — ``sum(p.numel())`` of the built model, a tied
+    matrix counted once — by arithmetic on the config alone."""
+    c, family = model_config, _family(model_config)
+    d, f = c.d_model, c.d_ff
+    if family == "gpt":
+        norm = 2 * d if c.norm == "layer" else d
+        attention = 4 * d * d + (4 * d if c.bias else 0)
+        block = attention + _ffn_params(d, f, c.activation, c.bias) + 2 * norm
+        position = c.max_len * d if c.positional == "learned" else 0
+        head = 0 if c.tie_head else c.vocab_size * d
+        return c.vocab_size * d + position + c.n_layers * block + norm + head
+    attention, norm = 4 * d * d + 4 * d, 2 * d  # BERT and the 2017 model: biases and LayerNorm everywhere
+    ffn = _ffn_params(d, f, "gelu" if family == "bert" else c.activation, bias=True)
+    if family == "bert":
+        embeddings = (c.vocab_size + c.max_len + c.type_vocab_size) * d + norm
+        heads = (d * d + d) + (d * d + d + norm + c.vocab_size) + (2 * d + 2)  # pooler, MLM (tied), NSP
+        return embeddings + c.n_layers * (attention + ffn + 2 * norm) + heads
+    embeddings = c.src_vocab_size * d + (0 if c.tie_embeddings else c.tgt_vocab_size * d)
+    positions = 2 * c.max_len * d if c.positional == "learned" else 0  # one table per side
+    encoder = c.n_encoder_layers * (attention + ffn + 2 * norm)
+    decoder = c.n_decoder_layers * (2 * attention + ffn + 3 * norm)
+    final = 2 * norm if c.has_final_norm else 0
+    generator = 0 if c.tie_output else c.tgt_vocab_size * d
+    return embeddings + positions + encoder + decoder + final + generator
+
+
+# ---- activations --------------------------------------------------------------------------------------------
+
+
+def _block_numbers(c, *, impl: str, norm: str, activation: str, t: int, n_attn: int, attn_dropout: float):
+    """Numbers (float-sized, then mask bytes) one block keeps for the backward pass, per sequence of the batch."""
+    d, h = c.d_model, c.n_heads
+    n_scores = 2 if impl == "torch" and attn_dropout > 0 else _SCORES[impl]  # dropout sends torch to the math path
+    floats = (n_attn + 1) * _NORM[norm][impl] * t * d  # an encoder block has 2 norms, a decoder block 3
+    floats += n_attn * (_ATTN[impl] * t * d + n_scores * h * t * t)
+    floats += _ACT[impl][activation] * t * c.d_ff
+    weights = (3 * d * d + 3 * d) + (n_attn - 1) * (2 * d * d + 2 * d)  # packed [W^Q|W^K|W^V], cross [W^K|W^V]
+    masks = n_attn * h * t * t if attn_dropout > 0 else 0
+    masks += t * c.d_ff if impl == "plain" and activation == "relu" else 0  # torch.where keeps x > 0
+    return floats, weights, masks
+
+
+def _activation_bytes(c, family: str, impl: str, b: int, t: int, itemsize: int) -> int:
+    d = c.d_model
+    if family == "gpt":
+        layer, weights, masks = _block_numbers(
+            c, impl=impl, norm=c.norm, activation=c.activation, t=t, n_attn=1, attn_dropout=c.attention_dropout
+        )
+        floats = c.n_layers * layer + _NORM[c.norm][impl] * t * d + _LOSS[impl] * t * c.vocab_size
+        dropped = ((c.embedding_dropout > 0) + (c.dropout > 0) * 2 * c.n_layers) * t * d
+        weights, masks = c.n_layers * weights, c.n_layers * masks
+    elif family == "bert":
+        layer, weights, masks = _block_numbers(
+            c, impl=impl, norm="layer", activation="gelu", t=t, n_attn=1, attn_dropout=c.attention_dropout
+        )
+        mlm_transform = (_ACT[impl]["gelu"] + _NORM["layer"][impl]) * t * d  # a D-wide "FFN" and a norm
+        floats = _NORM["layer"][impl] * t * d + c.n_layers * layer + mlm_transform + _LOSS[impl] * t * c.vocab_size
+        dropped = (1 + 2 * c.n_layers) * t * d if c.dropout > 0 else 0
+        weights, masks = c.n_layers * weights, c.n_layers * masks
+    else:
+        kwargs = dict(impl=impl, norm="layer", activation=c.activation, t=t, attn_dropout=c.attention_dropout)
+        enc, enc_w, enc_m = _block_numbers(c, n_attn=1, **kwargs)
+        dec, dec_w, dec_m = _block_numbers(c, n_attn=2, **kwargs)
+        n_enc, n_dec = c.n_encoder_layers, c.n_decoder_layers
+        embedded = 0 if c.norm_first else 2 * t * d  # a post-LN stack's first projections keep its input
+        final = 2 * _NORM["layer"][impl] * t * d if c.has_final_norm else 0
+        floats = n_enc * enc + n_dec * dec + embedded + final + _LOSS[impl] * t * c.tgt_vocab_size
+        dropped = (2 + 2 * n_enc + 3 * n_dec) * t * d if c.dropout > 0 else 0
+        dropped += (n_enc + n_dec) * t * c.d_ff if c.activation_dropout > 0 else 0
+        weights, masks = n_enc * enc_w + n_dec * dec_w, n_enc * enc_m + n_dec * dec_m
+    ids = (3 if family == "bert" else 2) * t * 8  # int64 token ids (and segments, labels) the lookups keep
+    return int(b * ((floats + dropped) * itemsize + masks + ids) + weights * itemsize)
+
+
+def _buffer_bytes(c, family: str) -> int:
+    if family == "gpt" and c.positional == "rope":
+        return 2 * c.max_len * (c.d_head // 2) * 8  # cos and sin, float64
+    if family == "seq2seq" and c.positional == "sinusoidal":
+        return 2 * c.max_len * c.d_model * 8  # one float64 table per side
+    return 0
+
+
+def estimate_training_memory(
+    model_config, *, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32
+) -> MemoryEstimate:
+    """The memory one AdamW training step of ``model_config``'s model needs on sequences of ``seq_len`` tokens in
+    batches of ``batch_size`` — the formula of the module docstring, from the config alone (nothing is built, so
+    it is instant for any size). ``dtype``: the parameters' and activations' dtype (float32: 4 bytes)."""
+    family = _family(model_config)
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    c, itemsize = model_config, dtype.itemsize
+    n = parameter_count(c)
+    vocab = c.tgt_vocab_size if family == "seq2seq" else c.vocab_size
+    b, t = batch_size, seq_len
+    largest = max(b * c.n_heads * t * t, b * t * c.d_ff, b * t * vocab)
+    return MemoryEstimate(
+        parameters=n * itemsize,
+        gradients=n * itemsize,
+        optimizer=2 * n * itemsize,
+        buffers=_buffer_bytes(c, family),
+        activations=_activation_bytes(c, family, c.impl, b, t, itemsize),
+        transient=2 * largest * itemsize,
+        n_parameters=n,
+    )
+
+
+# ---- will it fit? -------------------------------------------------------------------------------------------
+
+
+def available_memory_bytes() -> int | None:
+    """Memory available to a new process: ``MemAvailable`` of /proc/meminfo (Linux), else the free physical pages
+    (``os.sysconf``), else None when the platform tells neither."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits_in_memory(estimate: MemoryEstimate, available: int | None = None, *, fraction: float = 0.9) -> None:
+    """Raise :class:`InsufficientMemoryError` when ``estimate.total`` exceeds ``fraction`` of ``available`` bytes
+    (default: :func:`available_memory_bytes`). Does nothing when the available memory cannot be told."""
+    if not isinstance(estimate, MemoryEstimate):
+        raise TypeError(f"estimate must be a MemoryEstimate, got {type(estimate).__name__}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    if available is None:
+        available = available_memory_bytes()
+        if available is None:
+            return
+    if estimate.total > fraction * available:
+        raise InsufficientMemoryError(
+            f"this run needs {estimate} but only {_size(available)} is available "
+            f"({fraction:.0%} of it usable); lower the batch size or the sequence length, or choose a smaller model"
+        )
