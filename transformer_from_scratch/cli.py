@@ -298,7 +298,9 @@ def _check_memory(prepared: _Prepared, train_config: TrainConfig) -> None:
         prepared.model_config, batch_size=train_config.batch_size, seq_len=prepared.seq_len
     )
     try:
-        check_fits_in_memory(estimate)
+        # The estimate counts tensors; glibc's malloc keeps freed activations resident, which raised the measured
+        # peak to 1.14-1.49x the estimate (training/memory.py), so only 60 % of the available memory is counted on.
+        check_fits_in_memory(estimate, fraction=0.6)
     except InsufficientMemoryError as e:
         raise CLIError(f"{e} (--batch-size, and --context for gpt)") from None
 
