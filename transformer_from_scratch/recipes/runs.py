@@ -409,14 +409,14 @@ def fit(trainer: Trainer, setup: RunSetup | None = None, *, resume: str | os.Pat
     checkpoint = None
     if resume is not None:
         checkpoint = check_resume(setup, resume) if setup is not None else resume
-    if folder is not None and setup is not None:
-        continuing = checkpoint is not None and run_folder_of(checkpoint)[0].resolve() == folder.resolve()
-        if not continuing:
-            write_run_setup(setup)
-        else:  # the same run, maybe asked for more steps: the folder says how long it now is
-            _write_setup_files(folder, setup)
+    continuing = folder is not None and checkpoint is not None
+    continuing = continuing and run_folder_of(checkpoint)[0].resolve() == folder.resolve()
+    if folder is not None and setup is not None and not continuing:
+        write_run_setup(setup)
     if checkpoint is not None:
         trainer.resume(checkpoint)
+    if continuing and setup is not None:  # the same run, maybe asked for more steps: the folder says how long
+        _write_setup_files(folder, setup)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         write_history(trainer.history, folder / HISTORY_FILE)  # empty, or the resumed run's steps so far

@@ -87,18 +87,7 @@ def seq2seq_data(
 ) -> Seq2SeqData:
     """Chapter 04's data: strings of 5–12 symbols over ``a … j`` drawn by ``synthetic.make_splits`` (distinct
     sources, so no test string was seen in training) — 20,000 to train on, 200 to validate, 500 to test."""
-    splits = synthetic.make_splits(
-        task,
-        n_train=n_train,
-        n_validation=n_validation,
-        n_test=n_test,
-        min_len=min_len,
-        max_len=max_len,
-        alphabet_size=alphabet_size,
-        seed=seed,
-    )
     options = dict(
-        task=task,
         n_train=n_train,
         n_validation=n_validation,
         n_test=n_test,
@@ -107,7 +96,8 @@ def seq2seq_data(
         alphabet_size=alphabet_size,
         seed=seed,
     )
-    return Seq2SeqData(task, splits, synthetic.SymbolVocab(alphabet_size), options)
+    splits = synthetic.make_splits(task, **options)
+    return Seq2SeqData(task, splits, synthetic.SymbolVocab(alphabet_size), {"task": task, **options})
 
 
 # ----------------------------------------------------------------------------------------- loss and metrics
