@@ -322,12 +322,15 @@ def test_generate_continues_a_prompt_greedily_by_beam_or_by_sampling(runs_dir, c
     sample = ["generate", "--from", str(runs_dir / "gpt"), "--prompt", "the", "--temperature", "1.5", "--seed", "3"]
     assert run(sample, capsys)[1] == run(sample, capsys)[1]  # the seed fixes the draw
     code, out, _ = run(["generate", "--from", str(runs_dir / "gpt"), "--prompt", "the", "--beam", "3"], capsys)
-    assert code == 0 and out.startswith("the")
+    beam = gpt.generate_text(trained.model, trained.tokenizer, "the", 200, beam_size=3)
+    assert code == 0 and out == beam + "\n" and out.startswith("the")
     # longer than the context (16): the window slides
+    prompt = "the cat " * 5
     code, out, _ = run(
-        ["generate", "--from", str(runs_dir / "gpt"), "--prompt", "the cat " * 5, "--max-new-tokens", "30"], capsys
+        ["generate", "--from", str(runs_dir / "gpt"), "--prompt", prompt, "--max-new-tokens", "30"], capsys
     )
-    assert code == 0 and len(out.rstrip("\n")) >= 40
+    assert code == 0 and out == gpt.generate_text(trained.model, trained.tokenizer, prompt, 30) + "\n"
+    assert len(trained.tokenizer.encode(out.rstrip("\n"))) == len(prompt) + 30 > trained.model.config.max_len
     model, vocab = saved.load_run(runs_dir / "rev").model, saved.load_run(runs_dir / "rev").tokenizer
     code, out, _ = run(["generate", "--from", str(runs_dir / "rev"), "--prompt", "abcdef"], capsys)
     assert code == 0 and out == seq2seq.transduce_text(model, vocab, "abcdef") + "\n"

@@ -222,7 +222,8 @@ def test_generate_fills_max_len_exactly():
         expected = greedy_by_hand(model, prompt, 10)  # (2, 64)
     assert torch.equal(model.generate(prompt, max_new_tokens=10), expected)
     assert torch.equal(model.generate(prompt, max_new_tokens=10, use_cache=False), expected)
-    assert model.generate(prompt, max_new_tokens=10, beam_size=2).shape == (2, 64)
+    beams = model.generate(prompt, max_new_tokens=10, beam_size=2)
+    assert beams.shape == (2, 64) and torch.equal(beams[:, :54], prompt)
 
 
 def test_rope_models_have_no_position_table_and_decode_past_max_len():
@@ -232,7 +233,8 @@ def test_rope_models_have_no_position_table_and_decode_past_max_len():
     with torch.no_grad():
         expected = greedy_by_hand(model, prompt, 10)
     assert torch.equal(model.generate(prompt, max_new_tokens=10), expected)  # 70 > max_len, as before
-    assert model.generate(prompt, max_new_tokens=10, beam_size=2).shape == (1, 70)
+    beams = model.generate(prompt, max_new_tokens=10, beam_size=2)
+    assert beams.shape == (1, 70) and torch.equal(beams[:, :60], prompt)
 
 
 # ---- checkpoints of another model configuration ------------------------------------------------------------------

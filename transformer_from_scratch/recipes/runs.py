@@ -50,6 +50,7 @@ from torch import nn
 
 from ..datasets._common import atomic_write_text
 from ..training import History, TrainConfig, Trainer, latest_checkpoint, list_checkpoints
+from ..training.trainer import RESUMABLE_FIELDS
 
 __all__ = [
     "HISTORY_FILE",
@@ -377,14 +378,10 @@ def check_resume(setup: RunSetup, path: str | os.PathLike) -> Path:
             "steps to train further"
         )
     current = setup.train_config.to_json()
-    changes = _differences(saved.train_config, current, ignore=_RESUMABLE)
+    changes = _differences(saved.train_config, current, ignore=RESUMABLE_FIELDS)
     if changes:
         raise RunFolderError(f"{folder} was trained with {', '.join(changes)}; drop those changes to continue it")
     return checkpoint
-
-
-_RESUMABLE = ("steps", "progress", "out_dir", "checkpoint_every", "keep_checkpoints", "divergence_factor",
-              "divergence_patience")  # fmt: skip
 
 
 def _checkpoint_step(checkpoint: Path) -> int:

@@ -100,22 +100,32 @@ from .clipping import clip_grad_norm_, grad_norm
 from .optim import AdamW, param_groups_for_weight_decay
 from .schedules import constant, cosine_with_warmup, inverse_sqrt, set_lr
 
-__all__ = ["TrainConfig", "Trainer", "DivergenceError", "NonFiniteLossError", "History", "to_device"]
+__all__ = [
+    "TrainConfig",
+    "Trainer",
+    "DivergenceError",
+    "NonFiniteLossError",
+    "History",
+    "RESUMABLE_FIELDS",
+    "to_device",
+]
 
 History = list[dict[str, Any]]
 _SCHEDULES = ("cosine", "inverse_sqrt", "constant")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _RESERVED_KEYS = {"step", "train_loss", "lr", "grad_norm", "tokens_per_s", "stop_reason"}
 # Config fields that may differ when resuming: they change how long / how visibly a run goes, not what it computes.
-_RESUMABLE_CHANGES = {
-    "steps",
-    "progress",
-    "out_dir",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "divergence_factor",
-    "divergence_patience",
-}
+RESUMABLE_FIELDS = frozenset(
+    {
+        "steps",
+        "progress",
+        "out_dir",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "divergence_factor",
+        "divergence_patience",
+    }
+)
 
 
 class DivergenceError(RuntimeError):
@@ -682,9 +692,7 @@ class Trainer:
         if strict:
             saved, current = state["config"], self.config.to_json()
             changed = sorted(
-                k
-                for k in current.keys() | saved.keys()
-                if k not in _RESUMABLE_CHANGES and saved.get(k) != current.get(k)
+                k for k in current.keys() | saved.keys() if k not in RESUMABLE_FIELDS and saved.get(k) != current.get(k)
             )
             if changed:
                 details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
