@@ -23,10 +23,19 @@ from . import (  # noqa: E402
 )
 from .attention import KVCache, LayerKVCache, MultiHeadAttention  # noqa: E402
 from .blocks import DecoderBlock, EncoderBlock  # noqa: E402
-from .config import BertConfig, BlockConfig, GPTConfig, TransformerConfig  # noqa: E402
-from .heads import CLSPooler, MLMHead, NSPHead  # noqa: E402
+from .config import BertConfig, BlockConfig, GPTConfig, TransformerConfig, XLNetConfig  # noqa: E402
+from .heads import CLSPooler, MLMHead, NSPHead, PLMHead  # noqa: E402
 from .layers import FeedForward, LayerNorm, RMSNorm, TokenEmbedding  # noqa: E402
-from .models import GPT, BertForPreTraining, BertModel, EncoderDecoder, GPTOutput, Seq2SeqOutput  # noqa: E402
+from .models import (  # noqa: E402
+    GPT,
+    BertForPreTraining,
+    BertModel,
+    EncoderDecoder,
+    GPTOutput,
+    Seq2SeqOutput,
+    XLNetLMHeadModel,
+    XLNetModel,
+)
 from .positional import (  # noqa: E402
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -71,6 +80,10 @@ __all__ = [
     "BertForPreTraining",
     "MLMHead",
     "NSPHead",
+    "PLMHead",
+    "XLNetConfig",
+    "XLNetModel",
+    "XLNetLMHeadModel",
     "CLSPooler",
     "CharTokenizer",
     "WordTokenizer",

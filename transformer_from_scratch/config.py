@@ -529,3 +529,88 @@ class GPTConfig:
             bias=False,
             tie_head=False,
         )
+
+
+# ---- XLNet (permuted language model) ---------------------------------------------------------------------------
+
+__all__ += ["XLNetConfig"]
+
+
+@dataclass(frozen=True)
+class XLNetConfig:
+    r"""XLNet (Yang et al. 2019, "XLNet: Generalized Autoregressive Pretraining for Language Understanding").
+
+    Sizes: ``vocab_size`` (V), ``d_model`` (D), ``n_heads`` (H), ``n_layers`` (L), ``d_ff`` (F). There is no
+    ``max_len``: positions enter only as sinusoids of the *relative* distance i − j (Transformer-XL, Dai et al.
+    2019), computed for whatever length comes in.
+
+    Blocks are post-LN with exact GELU and LayerNorm ε = ``layer_norm_eps`` (1e-12, as the released checkpoints);
+    attention and output projections have no bias, the feed-forward layers do. ``dropout`` is applied to the
+    embeddings, to the relative-position sinusoids, after the activation, and to each sub-layer output before the
+    residual addition (Hugging Face's ``dropout``); ``attention_dropout`` to the attention weights (the original
+    code's ``dropatt``). ``initializer_range``: every weight matrix, embedding, bias vector of the relative
+    attention and the mask embedding start as N(0, 0.02²). ``pad_id``, when set, gives the padding mask when
+    none is passed. ``impl``: the implementation of the functional core (see :class:`BlockConfig`).
+    """
+
+    vocab_size: int
+    d_model: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    d_ff: int = 3072
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    pad_id: int | None = None
+    impl: str = "plain"
+
+    def __post_init__(self) -> None:
+        check_int("vocab_size", self.vocab_size, 1)
+        check_int("n_layers", self.n_layers, 1)
+        self.block_config()  # checks d_model, n_heads, d_ff, the dropouts, eps and impl
+        if self.d_model % 2 != 0:
+            raise ValueError(f"d_model={self.d_model} must be even: the position sinusoids come in sin/cos pairs")
+        check_positive_float("initializer_range", self.initializer_range)
+        check_pad_id(self.pad_id, self.vocab_size)
+
+    def block_config(self) -> BlockConfig:
+        """Post-LN block with exact GELU; dropout after the activation as well (XLNet's feed-forward)."""
+        return BlockConfig(
+            self.d_model,
+            self.n_heads,
+            self.d_ff,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            activation_dropout=self.dropout,
+            activation="gelu",
+            norm_first=False,
+            layer_norm_eps=self.layer_norm_eps,
+            impl=self.impl,
+        )
+
+    @property
+    def d_head(self) -> int:
+        """Width of one head, Dh = D / H (64 in xlnet-base)."""
+        return self.d_model // self.n_heads
+
+    @classmethod
+    def tiny(cls, **overrides) -> XLNetConfig:
+        """A model for tests and quick demos: V=100, D=32, H=4, 2 layers, F=64, no dropout."""
+        return _preset(
+            cls,
+            overrides,
+            vocab_size=100,
+            d_model=32,
+            n_heads=4,
+            n_layers=2,
+            d_ff=64,
+            dropout=0.0,
+            attention_dropout=0.0,
+        )
+
+    @classmethod
+    def base(cls, **overrides) -> XLNetConfig:
+        """The sizes of xlnet-base-cased (Yang et al. 2019, §3.1: the BERT-base shape): L=12, D=768, H=12,
+        F=3072 and the 32,000-token SentencePiece vocabulary."""
+        return _preset(cls, overrides, vocab_size=32_000, d_model=768, n_heads=12, n_layers=12, d_ff=3072)

@@ -3,6 +3,7 @@ r"""Task heads: small modules that turn encoder hidden states into predictions.
     CLSPooler   pooled = tanh(W h_[CLS] + b)                                   — Devlin et al. 2019 (BERT), §3
     MLMHead     logits = LayerNorm(gelu(W h + b)) Eᵀ + b_out, E the token embeddings   — BERT masked LM
     NSPHead     logits = W pooled + b over {IsNext = 0, NotNext = 1}                    — BERT next sentence
+    PLMHead     logits = g Eᵀ + b_out, E the token embeddings                         — XLNet permuted LM
 
 Shapes: hidden states h (B, T, D) -> pooled (B, D); MLM logits (B, T, V); NSP logits (B, 2).
 
@@ -24,7 +25,7 @@ from . import functional as tf
 from ._validation import check_all
 from .layers import LayerNorm
 
-__all__ = ["CLSPooler", "MLMHead", "NSPHead", "pretraining_loss", "IS_NEXT", "NOT_NEXT"]
+__all__ = ["CLSPooler", "MLMHead", "NSPHead", "PLMHead", "pretraining_loss", "IS_NEXT", "NOT_NEXT"]
 
 IS_NEXT, NOT_NEXT = 0, 1  # NSP labels, as in BERT and Hugging Face: 0 = "sentence B follows sentence A"
 
@@ -115,6 +116,39 @@ class NSPHead(nn.Module):
     def forward(self, pooled: Tensor) -> Tensor:
         _check_hidden(pooled, self.d_model, "pooled")
         return self.classifier(pooled)
+
+
+class PLMHead(nn.Module):
+    r"""XLNet's LM head: logits = g Eᵀ + b_out — no transform, the decoder tied to the token embeddings.
+
+    Args:
+        d_model, vocab_size: D and V.
+        embedding: the token-embedding ``nn.Parameter`` (V, D) to tie to (``None``: an untied weight, N(0, 0.02²)).
+
+    Sub-modules: ``decoder`` (``nn.Linear(D, V, bias=False)``, its ``weight`` *is* ``embedding`` when tied) and
+    the parameter ``bias`` (V,). forward(g (…, D)) -> logits (…, V): (B, P, D) -> (B, P, V) for the query
+    stream of P targets, (B, T, D) -> (B, T, V) for the content stream.
+    """
+
+    def __init__(self, d_model: int, vocab_size: int, *, embedding: nn.Parameter | None = None):
+        super().__init__()
+        self.d_model, self.vocab_size = d_model, vocab_size
+        self.decoder = nn.Linear(d_model, vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+        if embedding is not None:
+            if not isinstance(embedding, nn.Parameter) or tuple(embedding.shape) != (vocab_size, d_model):
+                got = tuple(embedding.shape) if isinstance(embedding, Tensor) else type(embedding).__name__
+                raise ValueError(f"embedding must be the (V, D) = ({vocab_size}, {d_model}) Parameter, got {got}")
+            self.decoder.weight = embedding  # tied: the same Parameter object
+        else:
+            nn.init.normal_(self.decoder.weight, std=0.02)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, vocab_size={self.vocab_size}"
+
+    def forward(self, g: Tensor) -> Tensor:
+        _check_hidden(g, self.d_model)
+        return F.linear(g, self.decoder.weight, self.bias)  # (…, D)·(D, V) + (V,) -> (…, V)
 
 
 def pretraining_loss(

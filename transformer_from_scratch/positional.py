@@ -5,6 +5,7 @@ Three ways to tell the model where each token sits, each a thin module over a ta
     SinusoidalPositionalEncoding   x + PE[pos], a fixed table of sines and cosines — Vaswani et al. 2017, §3.5
     LearnedPositionalEmbedding     x + P[pos], a trained table — BERT, GPT-2
     RotaryEmbedding                rotates q and k by position-dependent angles inside attention — Su et al. 2021
+    relative_sinusoids             sinusoids of the distance i − j, read by XLNet's attention — Dai et al. 2019
 
 ``positions`` is an integer tensor of shape (T,), (1, T) or (B, T) — the same positions for every sequence,
 or one row per sequence (left padding, packed sequences, decoding with a KV cache). ``None`` means
@@ -25,6 +26,7 @@ from ._validation import check_all, is_compiling
 
 __all__ = [
     "sinusoidal_table",
+    "relative_sinusoids",
     "SinusoidalPositionalEncoding",
     "LearnedPositionalEmbedding",
     "RotaryEmbedding",
@@ -95,6 +97,22 @@ def sinusoidal_table(max_len: int, d_model: int, *, device: torch.device | str |
     table[:, 0::2] = torch.sin(angles)  # columns 0, 2, 4, …
     table[:, 1::2] = torch.cos(angles[:, : d_model // 2])  # columns 1, 3, 5, … (one fewer when D is odd)
     return table
+
+
+def relative_sinusoids(distances: Tensor, d_model: int) -> Tensor:
+    r"""R(Δ) = [sin(Δ ω_0), …, sin(Δ ω_{D/2-1}), cos(Δ ω_0), …, cos(Δ ω_{D/2-1})], ω_i = 10000^{-2i/D}:
+    the encoding of a *relative* distance Δ = i − j of Transformer-XL (Dai et al. 2019, §3.3) and XLNet.
+
+    Shapes: distances (K,) -> (K, D), float64, on the device of ``distances``. Unlike :func:`sinusoidal_table`,
+    all sines come first and then all cosines (the layout of the released Transformer-XL and XLNet code; a
+    learned projection follows, so only converters care). Δ > 0 means the key is to the left of the query.
+    """
+    _check_positive_int("d_model", d_model)
+    if d_model % 2 != 0:
+        raise ValueError(f"d_model={d_model} must be even: the sinusoids come in sin/cos pairs")
+    omega = 1.0 / 10000.0 ** (torch.arange(0, d_model, 2, dtype=torch.float64, device=distances.device) / d_model)
+    angles = distances.to(torch.float64)[:, None] * omega  # (K, 1) · (D/2,) -> (K, D/2)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)  # (K, D)
 
 
 class SinusoidalPositionalEncoding(nn.Module):

@@ -16,3 +16,8 @@ __all__ += ["BertEmbeddings", "BertModel", "BertForPreTraining", "BertOutput", "
 from .gpt import GPT, GPTOutput, causal_lm_loss, positions_from_valid  # noqa: E402
 
 __all__ += ["GPT", "GPTOutput", "causal_lm_loss", "positions_from_valid"]
+
+# xlnet.py  XLNetModel, XLNetLMHeadModel — two-stream permuted LM (Yang et al. 2019), Hugging Face via interop.hf_xlnet
+from .xlnet import XLNetLMHeadModel, XLNetLMOutput, XLNetModel, XLNetOutput  # noqa: E402
+
+__all__ += ["XLNetModel", "XLNetLMHeadModel", "XLNetOutput", "XLNetLMOutput"]

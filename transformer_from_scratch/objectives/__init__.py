@@ -2,6 +2,7 @@
 
     mlm.py   masked language modelling (BERT): select 15% of the tokens, 80/10/10 [MASK] / random / unchanged
     nsp.py   next-sentence prediction (BERT): 50% true next segment, 50% a segment from another document
+    plm.py   permuted language modelling (XLNet): a random factorization order, predict its last 1/K
 
 Every function takes its randomness as ``generator: torch.Generator`` and plain token ids, so the objectives do
 not depend on any particular tokenizer or corpus.
@@ -22,4 +23,25 @@ __all__ = [
     "collate_nsp",
     "make_nsp_pairs",
     "pack_pair",
+]
+
+# plm.py   permuted language modelling (XLNet): a random factorization order, content/query masks, the last 1/K
+from .plm import (  # noqa: E402
+    DEFAULT_K,
+    PermutationBatch,
+    choose_targets,
+    permutation_masks,
+    permute_batch,
+    ranks_from_order,
+    sample_factorization_order,
+)
+
+__all__ += [
+    "DEFAULT_K",
+    "PermutationBatch",
+    "choose_targets",
+    "permutation_masks",
+    "permute_batch",
+    "ranks_from_order",
+    "sample_factorization_order",
 ]
