@@ -13,6 +13,7 @@ Converters for other libraries' conventions:
     PyTorch ``key_padding_mask`` (B, S), True = **ignore**   <->  from/to_key_padding_mask
     PyTorch ``attn_mask`` (T, S), True = **blocked**          <->  to_torch_attn_mask
     Hugging Face ``attention_mask`` (B, S), 1 = keep, 0 = pad <->  from/to_hf_attention_mask
+    Hugging Face XLNet ``perm_mask`` (B, T, T), 1 = **blocked** <->  from/to_hf_perm_mask
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ __all__ = [
     "to_torch_attn_mask",
     "from_hf_attention_mask",
     "to_hf_attention_mask",
+    "from_hf_perm_mask",
+    "to_hf_perm_mask",
 ]
 
 
@@ -197,3 +200,34 @@ def to_hf_attention_mask(valid: Tensor, dtype: torch.dtype = torch.long) -> Tens
     """Our (B, S) real-token mask -> Hugging Face ``attention_mask`` of 1 (keep) / 0 (pad)."""
     _check_valid(valid, "valid")
     return valid.to(dtype)
+
+
+def to_hf_perm_mask(allowed: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Our XLNet ``query_allowed`` (B, T, T) bool -> Hugging Face's ``perm_mask`` (B, T, T), 1.0 = *blocked*.
+
+    Hugging Face's query stream uses ``perm_mask`` as it is; its content stream clears the diagonal first (a token
+    sees itself). So ``perm_mask = 1 − query_allowed`` (strictly earlier in the order) gives both of our streams:
+    the query stream's mask and, for every real position, ``content_allowed`` (earlier or the same).
+    """
+    if not isinstance(allowed, Tensor) or allowed.dtype != torch.bool:
+        got = allowed.dtype if isinstance(allowed, Tensor) else type(allowed).__name__
+        raise TypeError(f"allowed must be a bool (B, T, T) mask, True where query i may attend to key j; got {got}")
+    if allowed.dim() != 3:
+        raise ValueError(f"allowed must have shape (B, T, T), got {tuple(allowed.shape)}")
+    if not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point dtype (perm_mask is a float mask), got {dtype}")
+    return (~allowed).to(dtype)
+
+
+def from_hf_perm_mask(perm_mask: Tensor) -> Tensor:
+    """Hugging Face XLNet ``perm_mask`` (B, T, T) of 1 (blocked) / 0 -> ``allowed`` (B, T, T) bool — what its query
+    stream may see (our ``query_allowed``); see :func:`to_hf_perm_mask`."""
+    if not isinstance(perm_mask, Tensor) or perm_mask.dim() != 3:
+        got = tuple(perm_mask.shape) if isinstance(perm_mask, Tensor) else type(perm_mask).__name__
+        raise ValueError(f"perm_mask must have shape (B, T, T), got {got}")
+    check_all(
+        (perm_mask == 0) | (perm_mask == 1),
+        lambda: f"perm_mask must contain only 0 and 1 (1 = blocked), got values {torch.unique(perm_mask).tolist()}",
+        "perm_mask must contain only 0 and 1 (1 = blocked)",
+    )
+    return perm_mask == 0

@@ -36,6 +36,7 @@ and converts in ``interop/hf_xlnet.py``.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +48,7 @@ from .._validation import check_all, check_ids_2d, check_labels, check_same_shap
 from ..attention import MultiHeadAttention
 from ..config import XLNetConfig
 from ..heads import PLMHead
+from ..interop import hf_xlnet
 from ..layers import FeedForward, LayerNorm, TokenEmbedding
 from ..positional import relative_sinusoids
 
@@ -259,6 +261,31 @@ class _XLNetBase(nn.Module):
                     p.zero_()
                 else:
                     nn.init.normal_(p, std=std)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, dtype: torch.dtype | None = None):
+        """Load a local Hugging Face folder (``config.json`` + ``model.safetensors``) of this class — an
+        ``XLNetModel``, or an ``XLNetLMHeadModel`` with keys ``transformer.*`` and ``lm_loss.*`` — in eval mode.
+
+        See :func:`interop.hf_xlnet.read_pretrained` for the accepted files and the errors. ``dtype`` defaults to
+        float32 whatever the checkpoint stores. No network access: ``path`` must be a folder on disk.
+        """
+        config, state = hf_xlnet.read_pretrained(path, lm_head=issubclass(cls, XLNetLMHeadModel))
+        model = cls(config).to(torch.float32 if dtype is None else dtype)  # randomly initialised, then overwritten
+        model.load_state_dict(state)  # casts every tensor to the model's dtype; the tied matrix is listed twice
+        return model.eval()
+
+    @classmethod
+    def from_hf(cls, hf_model: nn.Module):
+        """A live ``transformers`` XLNetModel / XLNetLMHeadModel -> ours with its config and weights, float32, eval.
+
+        Reads only ``hf_model.config.to_dict()`` and ``hf_model.state_dict()`` (converted strictly).
+        """
+        config = hf_xlnet.config_from_hf(hf_model.config.to_dict())
+        state, _ = hf_xlnet.state_dict_from_hf(hf_model.state_dict(), config, lm_head=issubclass(cls, XLNetLMHeadModel))
+        model = cls(config)
+        model.load_state_dict(state)
+        return model.eval()
 
 
 class XLNetModel(_XLNetBase):
