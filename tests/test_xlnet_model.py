@@ -29,9 +29,10 @@ CONFIG = XLNetConfig.tiny(vocab_size=V, d_model=12, n_heads=3, n_layers=2, d_ff=
 IMPLS = ("plain", "kernels", "torch")
 
 
-def model64(seed: int = 0, impl: str = "plain") -> XLNetLMHeadModel:
+def model64(seed: int = 0, impl: str = "plain", n_layers: int = 2) -> XLNetLMHeadModel:
     """Every parameter random (LayerNorm gains/biases, u, v, b, segment vectors, mask embedding, head bias too)."""
-    return randomize_(XLNetLMHeadModel(dataclasses.replace(CONFIG, impl=impl)).double().eval(), seed)
+    config = dataclasses.replace(CONFIG, impl=impl, n_layers=n_layers)
+    return randomize_(XLNetLMHeadModel(config).double().eval(), seed)
 
 
 @functools.cache
@@ -57,9 +58,12 @@ def forward(model, batch, token_type_ids, **overrides):
     return model(**{**batch.model_inputs(), "token_type_ids": token_type_ids, **overrides})
 
 
-def reference(model, batch, token_type_ids, targets: bool = True) -> ref.XLNetStreams:
+def reference(model, batch, token_type_ids, masks: str = "order") -> ref.XLNetStreams:
+    """The NumPy reference on the batch: ``masks`` "order" passes the batch's content/query masks and targets,
+    "default" only its targets (the model's default masks), "none" neither (the content-stream encoder)."""
     weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     c = model.config
+    order, targets = masks == "order", masks != "none"
     return ref.xlnet_lm(
         batch.input_ids.numpy(),
         weights,
@@ -68,8 +72,8 @@ def reference(model, batch, token_type_ids, targets: bool = True) -> ref.XLNetSt
         eps=c.layer_norm_eps,
         valid=batch.valid.numpy(),
         token_type_ids=token_type_ids.numpy(),
-        content_allowed=batch.content_allowed.numpy() if targets else None,
-        query_allowed=batch.query_allowed.numpy() if targets else None,
+        content_allowed=batch.content_allowed.numpy() if order else None,
+        query_allowed=batch.query_allowed.numpy() if order else None,
         target_mapping=batch.target_mapping.numpy() if targets else None,
     )
 
@@ -93,24 +97,33 @@ def test_reference_relative_encoding_and_masks_match_the_package():
     np.testing.assert_allclose(table, expected, rtol=0, atol=1e-15)
     assert expected[9, 0] == pytest.approx(np.sin(3.0)) and expected[9, 6] == pytest.approx(np.cos(3.0))  # Δ=3, ω0=1
     batch, _ = standard_batch()
-    content, query = ref.permutation_masks(batch.rank.numpy(), batch.valid.numpy())
+    rank = np.zeros((3, 7), dtype=np.int64)
+    for b, k in np.ndindex(3, 7):
+        rank[b, batch.order[b, k]] = k  # position order[b, k] is produced at step k
+    assert np.array_equal(batch.rank.numpy(), rank)
+    content, query = ref.permutation_masks(rank, batch.valid.numpy())
     assert np.array_equal(batch.content_allowed.numpy(), content)
     assert np.array_equal(batch.query_allowed.numpy(), query)
 
 
-@pytest.mark.parametrize("targets", [True, False], ids=["two-streams", "content-only"])
-def test_matches_numpy_reference_float64(targets):
+@pytest.mark.parametrize("masks", ["order", "default", "none"])
+def test_matches_numpy_reference_float64(masks):
+    """order: the two streams under a permutation's masks; default: targets with the default masks (every token
+    sees every real token; a target every real token but itself); none: the content-stream encoder alone."""
     model = model64(seed=1)
     batch, token_type_ids = standard_batch()
     assert (batch.labels == -100).any() and (token_type_ids == 1).any()  # empty slots, two segments
-    r = reference(model, batch, token_type_ids, targets=targets)
-    if targets:
-        out = forward(model, batch, token_type_ids)
+    r = reference(model, batch, token_type_ids, masks)
+    inputs = {"input_ids": batch.input_ids, "valid": batch.valid, "token_type_ids": token_type_ids}
+    if masks == "order":
+        inputs.update(content_allowed=batch.content_allowed, query_allowed=batch.query_allowed)
+    if masks != "none":
+        out = model(**inputs, target_mapping=batch.target_mapping, labels=batch.labels)
         assert rel_error(out.xlnet.query_state, r.query) <= 1e-10
         expected_loss = ref.plm_loss(r.logits, batch.labels.numpy())
         assert abs(out.loss.item() - expected_loss) <= 1e-10 * abs(expected_loss)
-    else:  # the encoder used for fine-tuning: every token sees every real token, logits from the content stream
-        out = model(batch.input_ids, valid=batch.valid, token_type_ids=token_type_ids)
+    else:  # logits from the content stream
+        out = model(**inputs)
         assert out.xlnet.query_state is None and r.query is None
     assert rel_error(out.logits, r.logits) <= 1e-10
     assert rel_error(out.xlnet.last_hidden_state, r.content) <= 1e-10
@@ -158,10 +171,13 @@ def test_three_implementations_agree_in_float64_with_gradients():
 # ---- the permuted-LM factorization, literally --------------------------------------------------------------
 
 
-def hide_from(ids, valid, rank, b: int, position: int, g: torch.Generator):
-    """Row b with every token that does not come before ``position`` in the order (itself included) replaced by
-    another id and marked as not there: (1, T) ids and valid."""
-    hidden = rank[b] >= rank[b, position]  # (T,)
+def hide_from(ids, valid, order, b: int, position: int, g: torch.Generator):
+    """Row b with every token that does not come before ``position`` in the order z (itself included) replaced by
+    another id and marked as not there: (1, T) ids and valid. Read from z itself (z_<t = order[:t]), not from the
+    ranks, so an order confused with its inverse shows."""
+    step = order[b].tolist().index(position)  # t with z_t = position
+    hidden = torch.ones(ids.shape[1], dtype=torch.bool)
+    hidden[order[b, :step]] = False  # the positions z_<t stay
     other = (ids[b] + torch.randint(1, V, ids[b].shape, generator=g)) % V  # a different id everywhere
     return torch.where(hidden, other, ids[b])[None], (valid[b] & ~hidden)[None]
 
@@ -178,7 +194,7 @@ def test_each_prediction_depends_only_on_the_tokens_before_it_in_the_order(impl)
     worst, changed_when_visible, checked = 0.0, 0, 0
     for b, p in (batch.target_mapping.any(-1)).nonzero().tolist():
         position = int(batch.target_mapping[b, p].long().argmax())
-        ids, valid = hide_from(batch.input_ids, batch.valid, batch.rank, b, position, g)
+        ids, valid = hide_from(batch.input_ids, batch.valid, batch.order, b, position, g)
         mapping = torch.zeros(1, 1, ids.shape[1], dtype=torch.bool)
         mapping[0, 0, position] = True
         common = dict(token_type_ids=token_type_ids[b : b + 1], content_allowed=batch.content_allowed[b : b + 1])
@@ -211,37 +227,67 @@ def embedding_gradients(model, logits_of, b: int, seed: int = 0) -> torch.Tensor
     return captured[0].grad[b]
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_the_query_stream_never_sees_its_own_token(impl):
-    model = model64(seed=5, impl=impl)
+def own_token_gradients(model, masks: str):
+    """Row 0, the target 4th in its order: -> (gradient of its query-stream logits w.r.t. the embeddings (T, D),
+    the same for the content-stream logits at its position, its position, the tokens it may see, those it may not).
+
+    masks "order": a permutation's content and query masks; "default": only the target mapping (every token's
+    content sees every token, a target every token but itself).
+    """
     batch, token_type_ids = standard_batch(k=1, seed=4)
     b = 0  # a full row: slot p is position p
-    position = p = int(batch.order[b, 3])  # the 4th of 7 tokens in the order
+    position = p = int(batch.order[b, 3])
     assert batch.target_mapping[b, p, position]
-    rank = batch.rank[b]
-    earlier, later = rank < rank[position], rank > rank[position]  # (T,) each
-    assert earlier.any() and later.any()  # the target sits mid-order, so both laws below have something to say
-    grad = embedding_gradients(model, lambda m: forward(m, batch, token_type_ids).logits[b, p], b)  # (T, D)
-    assert torch.equal(grad[position], torch.zeros_like(grad[position]))  # exactly zero: its own token
-    assert torch.equal(grad[later], torch.zeros_like(grad[later]))  # and every token after it in the order
-    assert (grad[earlier].abs().amax(dim=-1) > 1e-6).all()  # every token before it counts
-    # Sanity: the content stream at the same position does read its own token, so a leak would show.
-    content = embedding_gradients(
+    inputs = dict(input_ids=batch.input_ids, valid=batch.valid, token_type_ids=token_type_ids)
+    if masks == "order":
+        inputs.update(content_allowed=batch.content_allowed)
+        rank = batch.rank[b]
+        seen, unseen = rank < rank[position], rank > rank[position]  # (T,) each: before / after it in the order
+        assert seen.any() and unseen.any()  # the target sits mid-order, so both laws have something to say
+    else:
+        seen = torch.arange(7) != position  # every other token
+        unseen = ~seen  # none
+    query_allowed = batch.query_allowed if masks == "order" else None
+    query = embedding_gradients(
         model,
-        lambda m: m(batch.input_ids, valid=batch.valid, content_allowed=batch.content_allowed).logits[b, position],
+        lambda m: m(**inputs, query_allowed=query_allowed, target_mapping=batch.target_mapping).logits[b, p],
         b,
-    )
+    )  # (T, D)
+    content = embedding_gradients(model, lambda m: m(**inputs).logits[b, position], b)  # (T, D)
+    return query, content, position, seen, unseen
+
+
+@pytest.mark.parametrize(("masks", "n_layers"), [("order", 2), ("default", 1)])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_the_query_stream_never_sees_its_own_token(impl, masks, n_layers):
+    """d logits(target) / d embedding(its own token) is exactly zero, while every token the target may see has a
+    nonzero gradient. Under the default masks this holds for one layer only (see the next test)."""
+    model = model64(seed=5, impl=impl, n_layers=n_layers)
+    grad, content, position, seen, unseen = own_token_gradients(model, masks)
+    assert torch.equal(grad[position], torch.zeros_like(grad[position]))  # exactly zero: its own token
+    assert torch.equal(grad[unseen], torch.zeros_like(grad[unseen]))  # and every token after it in the order
+    assert (grad[seen].abs().amax(dim=-1) > 1e-6).all()  # every token before it counts
+    # Sanity: the content stream at the same position does read its own token, so a leak would show.
     assert content[position].abs().max() > 1e-6
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the default masks hide a target from its own attention only: from layer 2 on it reads the other "
+    "tokens' content streams, which saw its token in layer 1 (pass a permutation's masks to train)",
+)
+def test_with_the_default_masks_a_deep_query_stream_never_sees_its_own_token():
+    grad, _, position, _, _ = own_token_gradients(model64(seed=5), "default")
+    assert torch.equal(grad[position], torch.zeros_like(grad[position]))
 
 
 # ---- properties -----------------------------------------------------------------------------------------------
 
 
-def pad_square(mask: torch.Tensor, extra: int, rows_value: bool) -> torch.Tensor:
-    """(B, T, T) -> (B, T+e, T+e): new keys not allowed; new query rows allowed everywhere (``rows_value``)."""
+def pad_square(mask: torch.Tensor, extra: int) -> torch.Tensor:
+    """(B, T, T) -> (B, T+e, T+e), the new keys *allowed* for every query: only ``valid`` says they are padding."""
     b, t, _ = mask.shape
-    out = torch.full((b, t + extra, t + extra), rows_value)
-    out[:, :t, :] = False
+    out = torch.ones(b, t + extra, t + extra, dtype=torch.bool)
     out[:, :t, :t] = mask
     return out
 
@@ -259,8 +305,8 @@ def test_extra_padding_at_the_end_changes_nothing(case):
         input_ids=torch.cat([ids, torch.randint(0, V, (b, extra), generator=g)], dim=1),
         valid=torch.cat([valid, torch.zeros(b, extra, dtype=torch.bool)], dim=1),
         token_type_ids=torch.cat([token_type_ids, torch.randint(0, 2, (b, extra), generator=g)], dim=1),
-        content_allowed=pad_square(batch.content_allowed, extra, True),  # padding keys allowed: valid must win
-        query_allowed=pad_square(batch.query_allowed, extra, True),
+        content_allowed=pad_square(batch.content_allowed, extra),  # the masks allow the padding: valid must win
+        query_allowed=pad_square(batch.query_allowed, extra),
         target_mapping=torch.cat(
             [batch.target_mapping, torch.zeros(b, batch.labels.shape[1], extra, dtype=torch.bool)], -1
         ),
