@@ -67,3 +67,31 @@ def lengths_for(batch: int, max_len: int, seed: int, min_len: int = 1) -> torch.
     lengths = torch.randint(min_len, max_len + 1, (batch,), generator=g)
     lengths[0] = max_len
     return lengths
+
+
+@dataclass(frozen=True)
+class PLMCase:
+    """A small permuted-LM batch: B rows of T tokens, right padding (row 0 full), two segments per row."""
+
+    batch: int
+    t: int
+    seed: int
+
+    def inputs(self, vocab_size: int):
+        """ids (B, T) long, valid (B, T) bool, token_type_ids (B, T) long (0 then 1 from a random split)."""
+        g = torch.Generator().manual_seed(self.seed)
+        ids = torch.randint(0, vocab_size, (self.batch, self.t), generator=g)
+        valid = torch.arange(self.t) < lengths_for(self.batch, self.t, self.seed)[:, None]  # (B, T)
+        split = torch.randint(0, self.t + 1, (self.batch, 1), generator=g)  # segment 1 starts here
+        token_type_ids = (torch.arange(self.t) >= split).long()  # (B, T)
+        return ids, valid, token_type_ids
+
+    def generator(self) -> torch.Generator:
+        """A fresh generator for the objective's draws (orders, targets) and the test's own choices."""
+        return torch.Generator().manual_seed(self.seed + 3)
+
+
+@st.composite
+def plm_cases(draw, max_len=6):
+    """PLMCase with batch 2–3, T in [2, max_len]."""
+    return PLMCase(draw(st.integers(2, 3)), draw(st.integers(2, max_len)), draw(st.integers(0, 2**31 - 1)))

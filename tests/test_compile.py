@@ -11,7 +11,17 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from transformer_from_scratch import GPT, BertConfig, BertForPreTraining, EncoderDecoder, GPTConfig, TransformerConfig
+from transformer_from_scratch import (
+    GPT,
+    BertConfig,
+    BertForPreTraining,
+    EncoderDecoder,
+    GPTConfig,
+    TransformerConfig,
+    XLNetConfig,
+    XLNetLMHeadModel,
+)
+from transformer_from_scratch.objectives import permute_batch
 
 V = 64
 
@@ -34,8 +44,23 @@ def encoder_decoder(impl):
     return model, lambda m, x: m(x, x, labels=x).loss
 
 
+def xlnet(impl):
+    """The permutation is drawn outside the graph (for the test's (2, 9) inputs): the objective sizes its target
+    mapping from the data, the model's forward pass does not."""
+    model = XLNetLMHeadModel(XLNetConfig.tiny(vocab_size=V, impl=impl))
+    batch = permute_batch(torch.zeros(2, 9, dtype=torch.long), k=3, generator=torch.Generator().manual_seed(2))
+    filled = batch.target_mapping.any(-1)  # (B, P)
+
+    def loss_of(m, x):
+        labels = torch.where(filled, (batch.target_mapping.long() * x[:, None, :]).sum(-1), -100)  # (B, P)
+        masks = dict(content_allowed=batch.content_allowed, query_allowed=batch.query_allowed)
+        return m(x, **masks, target_mapping=batch.target_mapping, labels=labels).loss
+
+    return model, loss_of
+
+
 CASES = [(gpt, impl) for impl in ("plain", "kernels", "torch")] + [(llama, "plain"), (bert, "plain")]
-CASES += [(encoder_decoder, "plain")]
+CASES += [(encoder_decoder, "plain")] + [(xlnet, impl) for impl in ("plain", "kernels", "torch")]
 
 
 @pytest.mark.parametrize(("make", "impl"), CASES, ids=lambda c: getattr(c, "__name__", c))

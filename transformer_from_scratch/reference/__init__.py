@@ -7,6 +7,7 @@ from .attention import multi_head_attention, scaled_dot_product_attention, softm
 from .layers import feed_forward, gelu, gelu_tanh, layer_norm, relu, rms_norm, silu
 from .masks import causal_mask, cross_attention_mask, key_padding, padding_mask_from_ids, padding_mask_from_lengths
 from .positional import rope, sinusoidal_table
+from .xlnet import XLNetStreams, plm_loss, relative_encoding, xlnet_lm
 
 __all__ = [
     "softmax",
@@ -26,4 +27,8 @@ __all__ = [
     "feed_forward",
     "sinusoidal_table",
     "rope",
+    "XLNetStreams",
+    "relative_encoding",
+    "xlnet_lm",
+    "plm_loss",
 ]
