@@ -341,7 +341,17 @@ def _xlnet_data_options(args: argparse.Namespace, resumed: Any) -> dict[str, Any
 
 def _prepare_xlnet(args: argparse.Namespace, train_config: TrainConfig, resumed: Any) -> _Prepared:
     model_options = _xlnet_model_options(args, resumed)
-    data = xlnet.prepare_xlnet_data(**_xlnet_data_options(args, resumed))
+    data_options = _xlnet_data_options(args, resumed)
+    # Memory first, with the vocabulary asked for (the learned one is at most that): a --context too long for the
+    # machine is refused before the corpus is cut into windows of that length.
+    defaults = {k: p.default for k, p in inspect.signature(xlnet.prepare_xlnet_data).parameters.items()}
+    asked = {**defaults, **data_options}
+    _check_memory(
+        _Prepared(None, xlnet.xlnet_model_config(asked["vocab_size"], **model_options), asked["max_len"],
+                  targets=math.ceil(asked["max_len"] / asked["k"])),
+        train_config,
+    )  # fmt: skip
+    data = xlnet.prepare_xlnet_data(**data_options)
     tokenizer = data.tokenizer
     model_config = xlnet.xlnet_model_config(tokenizer.vocab_size, pad_id=tokenizer.pad_id, **model_options)
     # permute_batch rounds n/K up at most: a window of max_len tokens has at most ⌈max_len / K⌉ targets
