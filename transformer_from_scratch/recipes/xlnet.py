@@ -65,8 +65,12 @@ Choices (each one a line to change)
 * The held-out orders are drawn with the same K as training, so the held-out targets are, like the training ones,
   the last 1/K of their orders.
 
-Measured (default recipe: 2000 steps of 32 windows of 64 tokens, 4000 WordPiece tokens, 1 thread of the project's
-2-core machine): see ``README.md`` and the report of ``tfs train xlnet``.
+Measured (default recipe: 2000 steps of 32 windows of 64 tokens, 4000 WordPiece tokens, 368k parameters; 3138
+training and 340 held-out windows; ``tfs train xlnet`` on one thread of the project's 2-core machine: 171 s of
+training, 175 s in all): held-out PLM loss 4.511 nats per predicted token against the unigram baseline's 6.245 over
+13,367 targets (340 windows × 4 orders) — a margin of 1.735 ± 0.017 nats, 100 σ per token (58 σ with windows as
+the units); top-1 accuracy 0.256 against 0.053. The held-out loss was 5.12 / 4.69 / 4.55 at steps 500 / 1000 /
+1500 while the training loss fell to 3.64: past 1000 steps the model mostly learns its training windows.
 """
 
 from __future__ import annotations
