@@ -4,6 +4,7 @@ exactly, generation and evaluation read it back, and every error is one clear li
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from safetensors.torch import load_file
 
 from transformer_from_scratch import cli
 from transformer_from_scratch.cli import build_parser, main
-from transformer_from_scratch.recipes import gpt, saved, seq2seq
+from transformer_from_scratch.recipes import gpt, saved, seq2seq, xlnet
 from transformer_from_scratch.verification import CHECKS
 
 
@@ -48,17 +49,19 @@ def assert_same_tensors(a, b):
 
 TINY_TEXT = "the cat sat on the mat. the dog sat on the log. " * 200
 TINY_GPT = ["--context", "16", "--n-layers", "1", "--d-model", "32", "--n-heads", "2", "--batch-size", "8"]
+SHORT_XLNET = ["--batch-size", "8", "--heldout-orders", "1"]  # one held-out order: each evaluation ~4x cheaper
 
 
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory):
-    """Three small finished runs (reverse, gpt, bert), a text file, and folders that are not runs."""
+    """Four small finished runs (reverse, gpt, bert, xlnet), a text file, and folders that are not runs."""
     base = tmp_path_factory.mktemp("runs")
     (base / "tiny.txt").write_text(TINY_TEXT)
     common = ["--no-progress", "--steps", "4"]
     assert main(["train", "reverse", *common, "--out", str(base / "rev")]) == 0
     assert main(["train", "gpt", *common, *TINY_GPT, "--data", str(base / "tiny.txt"), "--out", str(base / "gpt")]) == 0
     assert main(["train", "bert", *common, "--eval-every", "2", "--out", str(base / "bert")]) == 0
+    assert main(["train", "xlnet", *common, "--eval-every", "2", *SHORT_XLNET, "--out", str(base / "xlnet")]) == 0
     (base / "a_file").write_text("not a folder")
     (base / "plain").mkdir()
     (base / "plain" / "notes.txt").write_text("a folder that holds no run")
@@ -109,6 +112,17 @@ def test_python_dash_m_is_the_same_program():
         ("reverse", ["optimizer steps (default 600)", "examples per step (default 64)", "(default 0)"]),
         ("gpt", ["optimizer steps (default 1000)", "examples per step (default 32)", "(default 0.1)", "--context"]),
         ("bert", ["optimizer steps (default 2000)", "examples per step (default 32)", "beta2 (default 0.98)"]),
+        (
+            "xlnet",
+            [
+                "optimizer steps (default 2000)",
+                "examples per step (default 32)",
+                "window (default 64)",
+                "order (default 6, XLNet-base's)",
+                "all of them (default 4)",
+                "4·D (default 64)",
+            ],
+        ),  # fmt: skip
     ],
 )
 def test_each_task_shows_its_own_options_and_true_defaults(task, defaults, capsys):
@@ -117,8 +131,10 @@ def test_each_task_shows_its_own_options_and_true_defaults(task, defaults, capsy
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for default in defaults:
         assert default in text, default
-    gpt_only = ("--context", "--tokenizer", "--temperature", "--prompt")
+    gpt_only = ("--tokenizer", "--temperature", "--prompt")
     assert all((flag in text) == (task == "gpt") for flag in gpt_only)
+    assert ("--context" in text) == ("--d-model" in text) == (task in ("gpt", "xlnet"))
+    assert ("--k K" in text) == ("--heldout-orders" in text) == (task == "xlnet")
     assert ("--beam-size" in text) == (task == "reverse")
 
 
@@ -145,6 +161,18 @@ def test_options_map_to_the_recipe_configs(tmp_path):
     assert cli._gpt_model_options(mixed, None) == {"d_model": 64, "impl": "kernels"}
     bert = cli._train_config(parse(["bert", "--batch-size", "8"]), cli.TASKS["bert"], tmp_path, None)
     assert bert.batch_size == 8  # bert reads --batch-size like every task
+    # xlnet: no options are the recipe's configs; its model and data options map to their keywords
+    plain = parse(["xlnet"])
+    assert cli._train_config(plain, cli.TASKS["xlnet"], tmp_path, None) == xlnet.xlnet_train_config(
+        out_dir=str(tmp_path), progress=True, checkpoint_every=500
+    )
+    assert cli._xlnet_model_options(plain, None) == {} and cli._xlnet_data_options(plain, None) == {}
+    sized = parse(["xlnet", "--steps", "50", "--d-model", "32", "--n-layers", "1", "--context", "48", "--k", "4"])
+    config = cli._train_config(sized, cli.TASKS["xlnet"], tmp_path, None)
+    assert (config.steps, config.warmup_steps) == (50, 5)  # warm-up scaled down as bert's
+    assert cli._xlnet_model_options(sized, None) == {"d_model": 32, "n_layers": 1}
+    assert cli._xlnet_data_options(sized, None) == {"max_len": 48, "k": 4}
+    assert xlnet.xlnet_model_config(100, d_model=32).d_ff == 128  # F = 4·D, as the help says
 
 
 def test_impl_reaches_the_model_config(tmp_path, capsys):
@@ -159,7 +187,7 @@ def test_impl_reaches_the_model_config(tmp_path, capsys):
 
 
 def test_a_run_folder_holds_its_setup_history_and_checkpoints(runs_dir):
-    for name, task in (("rev", "reverse"), ("gpt", "gpt"), ("bert", "bert")):
+    for name, task in (("rev", "reverse"), ("gpt", "gpt"), ("bert", "bert"), ("xlnet", "xlnet")):
         folder = runs_dir / name
         run_json = json.loads((folder / "run.json").read_text())
         assert run_json["task"] == task and len(run_json["data_fingerprint"]) == 64
@@ -230,6 +258,7 @@ def _interrupt_after(folder, step):
         ("sort", []),
         ("gpt", [*TINY_GPT, "--data", "TEXT"]),
         ("bert", ["--batch-size", "8"]),
+        ("xlnet", SHORT_XLNET),
     ],
 )
 def test_resume_continues_in_the_folder_bit_identical_to_an_uninterrupted_run(task, extra, tmp_path, capsys):
@@ -312,6 +341,21 @@ def test_evaluate_recomputes_the_training_report(runs_dir, capsys):
     assert code == 0 and "masked-token accuracy" in out and "NSP accuracy" in out
 
 
+def test_an_xlnet_run_reports_its_plm_loss_against_the_unigram_baseline_and_evaluates_again(runs_dir, capsys):
+    final = history_of(runs_dir / "xlnet")[-1]
+    assert final["step"] == 4 and math.isfinite(final["val_loss"]) and math.isfinite(final["val_unigram_loss"])
+    trained = saved.load_run(runs_dir / "xlnet")
+    m = saved.evaluate_run(trained)
+    assert m["plm_loss"] == pytest.approx(final["val_loss"])  # the same checkpoint, the same held-out targets
+    assert m["unigram_loss"] == pytest.approx(final["val_unigram_loss"])
+    assert m["heldout_orders"] == 1 and m["predicted_tokens"] > 1000
+    assert m["margin"] == pytest.approx(m["unigram_loss"] - m["plm_loss"])
+    code, out, _ = run(["evaluate", "--from", str(runs_dir / "xlnet")], capsys)
+    assert code == 0 and f"held-out PLM loss {final['val_loss']:.4f} nats/token" in out
+    assert f"(unigram baseline {final['val_unigram_loss']:.4f})" in out
+    assert f"= {m['margin_sigma']:.1f} σ" in out and "whole windows as the units" in out
+
+
 def test_generate_continues_a_prompt_greedily_by_beam_or_by_sampling(runs_dir, capsys):
     trained = saved.load_run(runs_dir / "gpt")
     expected = gpt.generate_text(trained.model, trained.tokenizer, "the c", 12)
@@ -380,6 +424,15 @@ ERRORS = [
     (["train", "gpt", "--data", "{runs}/plain"], "is a folder"),
     (["train", "gpt", "--data", "{runs}/binary.txt"], "is not UTF-8"),
     (["train", "gpt", "--context", "100000"], "needs about"),
+    (["train", "xlnet", "--k", "0"], "expected a positive integer"),
+    (["train", "xlnet", "--k", "1.5"], "expected a positive integer"),
+    (["train", "xlnet", "--context", "0"], "expected a positive integer"),
+    (["train", "xlnet", "--heldout-orders", "0"], "expected a positive integer"),
+    (["train", "xlnet", "--dropout", "2"], "expected a number in [0, 1]"),
+    (["train", "xlnet", "--n-heads", "3"], "d_model=64 is not divisible by n_heads=3"),
+    (["train", "xlnet", "--d-model", "15", "--n-heads", "3"], "d_model=15 must be even"),
+    (["train", "xlnet", "--tokenizer", "bpe"], "unrecognized arguments: --tokenizer"),
+    (["train", "xlnet", "--context", "100000"], "needs about"),
     # run folders
     (["train", "reverse", "--out", "{runs}/a_file"], "is a file"),
     (["tour", "--out", "{runs}/a_file"], "is a file"),
@@ -388,6 +441,11 @@ ERRORS = [
     (["train", "reverse", "--resume", "{runs}/a_file"], "is a file"),
     (["train", "reverse", "--resume", "{runs}/plain"], "is not a run folder"),
     (["train", "reverse", "--resume", "{runs}/bert"], "is a run of 'bert', not of 'reverse'"),
+    (["train", "xlnet", "--resume", "{runs}/bert"], "is a run of 'bert', not of 'xlnet'"),
+    (["train", "xlnet", "--resume", "{runs}/xlnet", "--steps", "9", "--k", "4"], "was trained with k 6, not --k 4"),
+    (["train", "xlnet", "--resume", "{runs}/xlnet", "--steps", "9", "--context", "32"], "max_len 64, not --context"),
+    (["train", "xlnet", "--resume", "{runs}/xlnet", "--steps", "9", "--n-layers", "3"], "trained another model"),
+    (["train", "xlnet", "--resume", "{runs}/xlnet", "--steps", "9", "--lr", "0.01"], "was trained with max_lr"),
     (["train", "sort", "--resume", "{runs}/rev"], "is a run of 'reverse', not of 'sort'"),
     (["train", "reverse", "--resume", "{runs}/rev"], "ask for more than 4 steps"),
     (["train", "reverse", "--resume", "{runs}/rev", "--steps", "3"], "ask for more than 4 steps"),
@@ -403,6 +461,7 @@ ERRORS = [
     (["generate", "--prompt", "x"], "required: --from"),
     (["generate", "--from", "/no/such/run", "--prompt", "x"], "no run folder"),
     (["generate", "--from", "{runs}/bert", "--prompt", "x"], "does not generate text"),
+    (["generate", "--from", "{runs}/xlnet", "--prompt", "x"], "is not a left-to-right generator here"),
     (["generate", "--from", "{runs}/gpt", "--prompt", ""], "must not be empty"),
     (["generate", "--from", "{runs}/gpt", "--prompt", "a", "--beam", "2", "--temperature", "0.5"], "not both"),
     (["generate", "--from", "{runs}/gpt", "--prompt", "a", "--top-p", "1.5"], "expected a number in (0, 1]"),

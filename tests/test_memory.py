@@ -26,14 +26,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from transformer_from_scratch.config import BertConfig, GPTConfig, TransformerConfig
+from transformer_from_scratch.config import BertConfig, GPTConfig, TransformerConfig, XLNetConfig
 from transformer_from_scratch.functional import cross_entropy
 from transformer_from_scratch.models.bert import BertForPreTraining
 from transformer_from_scratch.models.gpt import GPT, causal_lm_loss
 from transformer_from_scratch.models.transformer import EncoderDecoder
+from transformer_from_scratch.models.xlnet import XLNetLMHeadModel
+from transformer_from_scratch.objectives.plm import permute_batch
 from transformer_from_scratch.recipes.bert import bert_model_config
 from transformer_from_scratch.recipes.gpt import gpt_model_config
 from transformer_from_scratch.recipes.seq2seq import seq2seq_model_config
+from transformer_from_scratch.recipes.xlnet import xlnet_model_config
 from transformer_from_scratch.training import memory
 from transformer_from_scratch.training.memory import (
     InsufficientMemoryError,
@@ -50,6 +53,7 @@ FAMILIES = {
     "gpt": (GPTConfig, GPT),
     "bert": (BertConfig, BertForPreTraining),
     "seq2seq": (TransformerConfig, EncoderDecoder),
+    "xlnet": (XLNetConfig, XLNetLMHeadModel),
 }
 
 # ---- parameters, counted without building the model ------------------------------------------------------------
@@ -66,6 +70,8 @@ CONFIGS = [
     TransformerConfig.tiny(tie_embeddings=True, tie_output=True),
     TransformerConfig.tiny(tgt_vocab_size=40, tie_output=True, norm_first=True, positional="learned"),
     TransformerConfig.tiny(final_norm=True, activation="swiglu"),
+    XLNetConfig.tiny(),  # two streams, one set of weights; the head tied to the embeddings, its own bias
+    XLNetConfig.tiny(vocab_size=77, d_ff=48, n_layers=3),
 ]
 
 
@@ -77,6 +83,11 @@ def test_parameter_count_equals_the_built_models(config):
 
 def test_parameter_count_of_gpt2_small_is_the_documented_one():
     assert parameter_count(GPTConfig.gpt2_small()) == 124_439_808  # GPTConfig.gpt2_small's docstring
+
+
+def test_parameter_count_of_xlnet_base_is_hugging_faces_plus_the_head_bias():
+    # xlnet-base-cased's XLNetModel has 116,718,336 parameters; the LM head adds its output bias of V = 32,000.
+    assert parameter_count(XLNetConfig.base()) == 116_718_336 + 32_000
 
 
 # ---- the estimate itself --------------------------------------------------------------------------------------
@@ -104,11 +115,13 @@ def test_a_terabyte_run_is_estimated_instantly_and_refused():
         (gpt_model_config(512), 32, 64),  # the recipe's byte-level BPE of 512 ids, context 64, batch 32
         (bert_model_config(8000), 32, 64),
         (seq2seq_model_config(), 64, 14),  # chapter 04: batches of 64, 12 symbols plus BOS and EOS
+        (xlnet_model_config(4000), 32, 64),  # 32 windows of 64 WordPiece tokens (at most 11 targets each: K = 6)
     ],
-    ids=["gpt", "bert", "seq2seq"],
+    ids=["gpt", "bert", "seq2seq", "xlnet"],
 )
 def test_the_recipe_defaults_fit_on_a_laptop(config, batch_size, seq_len):
-    estimate = estimate_training_memory(config, batch_size=batch_size, seq_len=seq_len)
+    targets = 11 if isinstance(config, XLNetConfig) else None
+    estimate = estimate_training_memory(config, batch_size=batch_size, seq_len=seq_len, targets=targets)
     assert estimate.total < GIB
     assert estimate.n_parameters == parameter_count(config)
     check_fits_in_memory(estimate, available=2 * GIB)  # does not raise
@@ -150,7 +163,7 @@ def test_summary_is_one_line_in_mib_and_gib():
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(TypeError, match="GPTConfig, BertConfig or TransformerConfig"):
+    with pytest.raises(TypeError, match="GPTConfig, BertConfig, XLNetConfig or TransformerConfig"):
         estimate_training_memory(object(), batch_size=1, seq_len=1)
     with pytest.raises(ValueError, match="batch_size"):
         estimate_training_memory(GPTConfig.tiny(), batch_size=0, seq_len=8)
@@ -158,6 +171,12 @@ def test_bad_arguments_are_named():
         estimate_training_memory(GPTConfig.tiny(), batch_size=1, seq_len=True)
     with pytest.raises(TypeError, match="dtype"):
         estimate_training_memory(GPTConfig.tiny(), batch_size=1, seq_len=8, dtype=torch.int64)
+    with pytest.raises(ValueError, match="targets is the query-stream length of XLNet"):
+        estimate_training_memory(GPTConfig.tiny(), batch_size=1, seq_len=8, targets=2)
+    with pytest.raises(ValueError, match="targets=9 exceeds seq_len=8"):
+        estimate_training_memory(XLNetConfig.tiny(), batch_size=1, seq_len=8, targets=9)
+    with pytest.raises(ValueError, match="targets must be a positive int"):
+        estimate_training_memory(XLNetConfig.tiny(), batch_size=1, seq_len=8, targets=0)
     est = estimate_training_memory(GPTConfig.tiny(), batch_size=1, seq_len=8)
     with pytest.raises(ValueError, match="fraction"):
         check_fits_in_memory(est, available=GIB, fraction=0.0)
@@ -225,7 +244,26 @@ MEASURED = {
         "seq2seq",
         dict(src_vocab_size=512, tgt_vocab_size=512, n_encoder_layers=2, n_decoder_layers=2, dropout=0.0, **WIDTHS),
     ),
+    # XLNet has no max_len (relative positions); K = 4 gives exactly T/4 = 64 targets in every row
+    "xlnet": (
+        "xlnet",
+        dict(vocab_size=512, n_layers=4, dropout=0.0, attention_dropout=0.0, d_model=256, n_heads=4, d_ff=1024),
+    ),  # fmt: skip
+    "xlnet-kernels": (
+        "xlnet",
+        dict(
+            vocab_size=512,
+            n_layers=4,
+            dropout=0.0,
+            attention_dropout=0.0,
+            d_model=256,
+            n_heads=4,
+            d_ff=1024,
+            impl="kernels",
+        ),
+    ),  # fmt: skip
 }
+XLNET_K = 4
 BATCH_SIZE, SEQ_LEN = 8, 256
 
 
@@ -235,7 +273,8 @@ BATCH_SIZE, SEQ_LEN = 8, 256
 def test_the_estimate_is_within_30_percent_of_the_measured_peak(case):
     family, fields = MEASURED[case]
     config = FAMILIES[family][0](**fields)
-    estimate = estimate_training_memory(config, batch_size=BATCH_SIZE, seq_len=SEQ_LEN)
+    targets = SEQ_LEN // XLNET_K if family == "xlnet" else None
+    estimate = estimate_training_memory(config, batch_size=BATCH_SIZE, seq_len=SEQ_LEN, targets=targets)
     spec = json.dumps({"family": family, "config": fields, "batch_size": BATCH_SIZE, "seq_len": SEQ_LEN})
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=str(root), MALLOC_MMAP_THRESHOLD_="131072", OMP_NUM_THREADS="1")
@@ -268,6 +307,10 @@ def _setup(family: str, fields: dict, batch_size: int, seq_len: int):
         ids = torch.randint(config.vocab_size, (batch_size, seq_len), generator=g)
         nsp = torch.randint(2, (batch_size,), generator=g)
         return config, model_cls, lambda model: model(ids, mlm_labels=ids, nsp_labels=nsp).loss
+    if family == "xlnet":  # a PLM batch: content and query masks of a random order, T/K targets per row
+        ids = torch.randint(config.vocab_size, (batch_size, seq_len), generator=g)
+        batch = permute_batch(ids, k=XLNET_K, generator=g)
+        return config, model_cls, lambda model: model(**batch.model_inputs()).loss
     src = torch.randint(config.src_vocab_size, (batch_size, seq_len), generator=g)
     tgt = torch.randint(config.tgt_vocab_size, (batch_size, seq_len), generator=g)
     return config, model_cls, lambda model: cross_entropy(model(src, tgt).logits, tgt, impl=config.impl)

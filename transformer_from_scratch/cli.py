@@ -2,9 +2,10 @@
 
     tfs tour                     the main job: verify every module against the NumPy reference, then train a model
     tfs verify                   only the verification table
-    tfs train TASK               train: reverse | copy | sort (an encoder–decoder), gpt, bert — each task has its
-                                 own options and defaults (``tfs train TASK --help``)
+    tfs train TASK               train: reverse | copy | sort (an encoder–decoder), gpt, bert, xlnet — each task
+                                 has its own options and defaults (``tfs train TASK --help``)
     tfs generate --from RUN      continue a prompt with a trained GPT, or transduce a string with a synthetic task
+                                 (an xlnet run is refused: permuted LM is not a left-to-right generator here)
     tfs evaluate --from RUN      compute a run's held-out report again from its newest checkpoint
 
 The commands turn options into the recipes' configs (``recipes/``), check all of them — and that the run fits in
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -35,7 +37,7 @@ import torch
 from . import __version__
 from .config import IMPLS
 from .datasets import synthetic
-from .recipes import bert, gpt, saved, seq2seq
+from .recipes import bert, gpt, saved, seq2seq, xlnet
 from .recipes.runs import Run, RunFolderError, claim_run_folder, holds_a_run, read_run, run_folder_of
 from .training import CheckpointError, DivergenceError, TrainConfig, load_checkpoint
 from .training.memory import InsufficientMemoryError, check_fits_in_memory, estimate_training_memory
@@ -155,6 +157,11 @@ def _bert_short_run(steps: int, recipe: TrainConfig) -> dict[str, int]:
     return {"warmup_steps": steps // 10} if recipe.warmup_steps >= steps else {}
 
 
+def _xlnet_short_run(steps: int, recipe: TrainConfig) -> dict[str, int]:
+    """As BERT's: a run no longer than the recipe's warm-up warms up over its first 10% instead."""
+    return _bert_short_run(steps, recipe)
+
+
 _SEQ2SEQ_HELP = {
     "copy": "an encoder–decoder learns to copy strings of symbols (chapter 04's recipe)",
     "reverse": "an encoder–decoder learns to reverse strings of symbols (chapter 04)",
@@ -170,6 +177,8 @@ TASKS = {
                  gpt.gpt_train_config, _gpt_short_run),
     "bert": _Task("bert", "a tiny BERT pre-trained with MLM + NSP on the embedded corpus (chapter 06)",
                   bert.bert_train_config, _bert_short_run),
+    "xlnet": _Task("xlnet", "a tiny XLNet pre-trained with permuted language modelling on the embedded corpus "
+                   "(chapter 07)", xlnet.xlnet_train_config, _xlnet_short_run),
 }  # fmt: skip
 
 
@@ -212,12 +221,13 @@ def _train_config(args: argparse.Namespace, task: _Task, folder: Path, resumed: 
 @dataclass
 class _Prepared:
     """A task made ready to train: its data and model config, what else its recipe takes, and the sequence
-    length the memory estimate assumes."""
+    length (and, for XLNet, the most targets per sequence) the memory estimate assumes."""
 
     data: Any
     model_config: Any
     seq_len: int
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    targets: int | None = None
 
 
 def _impl(args: argparse.Namespace, resumed_model: dict | None) -> dict[str, str]:
@@ -293,16 +303,72 @@ def _prepare_bert(args: argparse.Namespace, train_config: TrainConfig, resumed: 
     return _Prepared(data, model_config, data.max_len)
 
 
+_XLNET_MODEL_FLAGS = ("n_layers", "n_heads", "d_model", "dropout")
+# option (its argparse destination) -> keyword of prepare_xlnet_data
+_XLNET_DATA_FLAGS = {"context": "max_len", "k": "k", "heldout_orders": "heldout_orders"}
+
+
+def _xlnet_model_options(args: argparse.Namespace, resumed: Any) -> dict[str, Any]:
+    """The keywords of ``xlnet_model_config`` (vocabulary size aside): the options given, else the resumed run's
+    values; a bad value fails here, before any text is read."""
+    options: dict[str, Any] = {}
+    if resumed is not None:
+        options = {k: resumed.model_config[k] for k in _XLNET_MODEL_FLAGS}
+    options.update({k: getattr(args, k) for k in _XLNET_MODEL_FLAGS if getattr(args, k) is not None})
+    options.update(_impl(args, resumed and resumed.model_config))
+    try:
+        xlnet.xlnet_model_config(1, pad_id=None, **options)  # the vocabulary is the tokenizer's, read later
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    return options
+
+
+def _xlnet_data_options(args: argparse.Namespace, resumed: Any) -> dict[str, Any]:
+    """``prepare_xlnet_data``'s keywords: the resumed run's (a different --context / --k / --heldout-orders is
+    refused), else the options given, else the recipe's defaults."""
+    given = {key: getattr(args, flag) for flag, key in _XLNET_DATA_FLAGS.items() if getattr(args, flag) is not None}
+    if resumed is None:
+        return given
+    options = dict(resumed.data or {})
+    for flag, key in _XLNET_DATA_FLAGS.items():
+        if key in given and options.get(key) != given[key]:
+            raise CLIError(
+                f"--resume: {resumed.folder} was trained with {key} {options.get(key)!r}, not "
+                f"--{flag.replace('_', '-')} {given[key]}"
+            )
+    return options
+
+
+def _prepare_xlnet(args: argparse.Namespace, train_config: TrainConfig, resumed: Any) -> _Prepared:
+    model_options = _xlnet_model_options(args, resumed)
+    data_options = _xlnet_data_options(args, resumed)
+    # Memory first, with the vocabulary asked for (the learned one is at most that): a --context too long for the
+    # machine is refused before the corpus is cut into windows of that length.
+    defaults = {k: p.default for k, p in inspect.signature(xlnet.prepare_xlnet_data).parameters.items()}
+    asked = {**defaults, **data_options}
+    _check_memory(
+        _Prepared(None, xlnet.xlnet_model_config(asked["vocab_size"], **model_options), asked["max_len"],
+                  targets=math.ceil(asked["max_len"] / asked["k"])),
+        train_config,
+    )  # fmt: skip
+    data = xlnet.prepare_xlnet_data(**data_options)
+    tokenizer = data.tokenizer
+    model_config = xlnet.xlnet_model_config(tokenizer.vocab_size, pad_id=tokenizer.pad_id, **model_options)
+    # permute_batch rounds n/K up at most: a window of max_len tokens has at most ⌈max_len / K⌉ targets
+    return _Prepared(data, model_config, data.max_len, targets=math.ceil(data.max_len / data.k))
+
+
 def _check_memory(prepared: _Prepared, train_config: TrainConfig) -> None:
+    targets = {} if prepared.targets is None else {"targets": prepared.targets}
     estimate = estimate_training_memory(
-        prepared.model_config, batch_size=train_config.batch_size, seq_len=prepared.seq_len
+        prepared.model_config, batch_size=train_config.batch_size, seq_len=prepared.seq_len, **targets
     )
     try:
         # The estimate counts tensors; glibc's malloc keeps freed activations resident, which raised the measured
         # peak to 1.14-1.49x the estimate (training/memory.py), so only 60 % of the available memory is counted on.
         check_fits_in_memory(estimate, fraction=0.6)
     except InsufficientMemoryError as e:
-        raise CLIError(f"{e} (--batch-size, and --context for gpt)") from None
+        raise CLIError(f"{e} (--batch-size, and --context for gpt and xlnet)") from None
 
 
 def _warn_unknown(characters: list[str]) -> None:
@@ -328,7 +394,12 @@ def _schedule_note(resumed: Any, config: TrainConfig) -> str | None:
     )
 
 
-_PREPARE = {**{name: _prepare_seq2seq for name in synthetic.TASKS}, "gpt": _prepare_gpt, "bert": _prepare_bert}
+_PREPARE = {
+    **{name: _prepare_seq2seq for name in synthetic.TASKS},
+    "gpt": _prepare_gpt,
+    "bert": _prepare_bert,
+    "xlnet": _prepare_xlnet,
+}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -391,7 +462,7 @@ def _resumed_run(args: argparse.Namespace) -> Any:
 
 def _run_recipe(task: str, prepared: _Prepared, train_config: TrainConfig, resumed: Any) -> Run:
     resume = None if resumed is None else resumed.folder
-    train = {"gpt": gpt.train_gpt, "bert": bert.train_bert}.get(task, seq2seq.train_seq2seq)
+    train = {"gpt": gpt.train_gpt, "bert": bert.train_bert, "xlnet": xlnet.train_xlnet}.get(task, seq2seq.train_seq2seq)
     try:
         return train(prepared.data, prepared.model_config, train_config, resume=resume, **prepared.options)
     except RunFolderError as e:
@@ -420,6 +491,30 @@ def _report_bert(args: argparse.Namespace, run: Run) -> None:
     print(f"held-out NSP accuracy {r.nsp_accuracy:.3f} ± {r.nsp_accuracy_std:.3f} (chance 0.500, {r.nsp_pairs} pairs)")
 
 
+def _plm_lines(m: dict[str, float] | Any) -> list[str]:
+    """The held-out PLM loss against the unigram baseline, from :func:`recipes.xlnet.evaluate_xlnet`'s numbers."""
+    get = m.get if isinstance(m, dict) else lambda name: getattr(m, name)
+    return [
+        f"held-out PLM loss {get('plm_loss'):.4f} nats/token (unigram baseline {get('unigram_loss'):.4f}) over "
+        f"{int(get('predicted_tokens')):,} predicted tokens ({int(get('heldout_windows'))} windows × "
+        f"{int(get('heldout_orders'))} orders)",
+        f"margin {get('margin'):.4f} ± {get('margin_std_error'):.4f} nats/token = {get('margin_sigma'):.1f} σ "
+        f"(per-token standard error; {get('margin') / get('margin_std_error_windows'):.1f} σ with whole windows as "
+        "the units)",
+        f"top-1 accuracy on the targets {get('plm_accuracy'):.3f} (unigram {get('unigram_accuracy'):.3f})",
+    ]
+
+
+def _report_xlnet(args: argparse.Namespace, run: Run) -> None:
+    r, c = run.report, run.model.config
+    print(
+        f"XLNet: {c.n_layers} layers, {c.n_heads} heads, d_model {c.d_model}, {r.n_parameters:,} parameters; "
+        f"K = {r.k:g}; {r.steps} steps in {r.seconds:.0f} s"
+    )
+    for line in _plm_lines(r):
+        print(line)
+
+
 def _report_gpt(args: argparse.Namespace, run: Run) -> None:
     r, c = run.report, run.model.config
     print(
@@ -439,7 +534,12 @@ def _report_gpt(args: argparse.Namespace, run: Run) -> None:
     print(r.sample)
 
 
-_REPORTS = {**{name: _report_seq2seq for name in synthetic.TASKS}, "gpt": _report_gpt, "bert": _report_bert}
+_REPORTS = {
+    **{name: _report_seq2seq for name in synthetic.TASKS},
+    "gpt": _report_gpt,
+    "bert": _report_bert,
+    "xlnet": _report_xlnet,
+}
 
 
 # ------------------------------------------------------------------------------------ the tour (chapter 04)
@@ -558,6 +658,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 trained.model, trained.tokenizer, args.prompt, max_new_tokens=args.max_new_tokens,
                 generator=generator, **options,
             )  # fmt: skip
+        elif trained.task == "xlnet":
+            raise CLIError(
+                f"--from: {trained.saved.folder} is an xlnet run: its permuted language model predicts tokens in any "
+                "order from both sides and is not a left-to-right generator here (generate from a gpt run)"
+            )
         else:
             raise CLIError(f"--from: {trained.saved.folder} is a {trained.task} run, which does not generate text")
     except (TypeError, ValueError) as e:
@@ -577,6 +682,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if trained.task in saved.SEQ2SEQ_TASKS:
         decoding = "greedy" if args.beam_size == 1 else f"beam search, width {args.beam_size}"
         print(f"exact match on {int(m['test_pairs'])} held-out sequences ({decoding}): {m['exact_match']:.1%}")
+    elif trained.task == "xlnet":
+        for line in _plm_lines(m):
+            print(line)
     elif trained.task == "gpt":
         print(
             f"validation loss {m['val_loss']:.4f} nats/token · perplexity {m['val_perplexity']:.2f} "
@@ -684,6 +792,31 @@ def _add_gpt_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=_positive, default=0.8, help="sampling temperature (default 0.8)")
 
 
+def _add_xlnet_arguments(p: argparse.ArgumentParser) -> None:
+    m = xlnet.xlnet_model_config(1, pad_id=None)
+    data = inspect.signature(xlnet.prepare_xlnet_data).parameters  # the defaults of --context and --k
+    p.add_argument("--n-layers", type=_positive_int, help=f"XLNet blocks (default {m.n_layers})")
+    p.add_argument("--n-heads", type=_positive_int, help=f"attention heads (default {m.n_heads})")
+    p.add_argument("--d-model", type=_positive_int, help=f"model width D; feed-forward 4·D (default {m.d_model})")
+    p.add_argument("--dropout", type=_rate, help=f"dropout rate, hidden and attention (default {m.dropout:g})")
+    p.add_argument(
+        "--context",
+        type=_positive_int,
+        help=f"tokens per training and held-out window (default {data['max_len'].default})",
+    )
+    p.add_argument(
+        "--k",
+        type=_positive_int,
+        help=f"predict the last 1/K of each window's factorization order (default {data['k'].default}, XLNet-base's)",
+    )
+    p.add_argument(
+        "--heldout-orders",
+        type=_positive_int,
+        help="factorization orders per held-out window; the report averages over all of them "
+        f"(default {data['heldout_orders'].default})",
+    )
+
+
 def _add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="a run folder (or one checkpoint)")
     p.add_argument("--prompt", required=True, help="the text to continue (gpt) or the string to transduce")
@@ -717,7 +850,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_impl(p, "plain")
     p.set_defaults(func=cmd_tour)
 
-    p = sub.add_parser("train", help="train a model: reverse | copy | sort | gpt | bert (tfs train TASK --help)")
+    p = sub.add_parser(
+        "train", help="train a model: reverse | copy | sort | gpt | bert | xlnet (tfs train TASK --help)"
+    )
     tasks = p.add_subparsers(dest="task", metavar="TASK", parser_class=_Parser, required=True)
     for name, task in TASKS.items():
         t = tasks.add_parser(name, help=task.help, description=f"tfs train {name}: {task.help}.")
@@ -726,6 +861,8 @@ def build_parser() -> argparse.ArgumentParser:
             t.add_argument("--beam-size", type=_positive_int, default=1, help="beam width of the final report (1)")
         if name == "gpt":
             _add_gpt_arguments(t)
+        if name == "xlnet":
+            _add_xlnet_arguments(t)
         t.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="continue a prompt with a trained gpt run, or transduce with reverse/copy/sort")

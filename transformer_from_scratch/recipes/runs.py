@@ -1,10 +1,10 @@
 r"""What every recipe returns, and the folder a run leaves behind.
 
-    Run                          model, tokenizer, history, report, data, trainer, folder: one class, three recipes
+    Run                          model, tokenizer, history, report, data, trainer, folder: one class, every recipe
     Report                       what every recipe's report holds: parameters, steps, seconds
     RunSetup                     what defines a run besides its weights: task, configs, tokenizer, data fingerprint
     check_input(name, value, …)  a TypeError that names the argument and the function that makes the right thing
-    common_train_config(...)     the optimisation the three recipes share; each changes a few fields on top
+    common_train_config(...)     the optimisation every recipe starts from; each changes a few fields on top
     make_run_folder(base)        a fresh folder base/<timestamp> (…-2, …-3 for runs started in the same second)
     claim_run_folder(path, …)    a folder for a new run: refuses one that holds a run, or moves it aside
     read_run(folder)             the saved setup of a run folder (run.json, the configs, the tokenizer)
@@ -94,7 +94,7 @@ class RunFolderError(ValueError):
 class RunSetup:
     """What defines a run besides its weights, written into the run folder before training starts.
 
-    task — "gpt", "bert", "copy", "reverse", "sort", …; data — the keywords that rebuild the data (the recipe's
+    task — "gpt", "bert", "xlnet", "copy", "reverse", "sort", …; data — the keywords that rebuild the data (the recipe's
     data function takes them; None when the data was given as objects that cannot be named); data_fingerprint —
     the SHA-256 of what the model trains and is measured on; tokenizer — saved when it has ``save``.
     """
@@ -114,7 +114,8 @@ class Run:
     model — the trained model, in eval mode; tokenizer — what turns its ids back into text (a ``Tokenizer`` for GPT
     and BERT, the ``SymbolVocab`` of the synthetic tasks); history — one dict per step (``train_loss``, ``lr``, …;
     ``val_*`` at evaluation steps); report — the final held-out measurements (``LMReport``, ``BertReport``,
-    ``Seq2SeqReport``); data — what the recipe trained on (``LMData``, ``BertData``, ``Seq2SeqData``); trainer —
+    ``XLNetReport``, ``Seq2SeqReport``); data — what the recipe trained on (``LMData``, ``BertData``,
+    ``XLNetData``, ``Seq2SeqData``); trainer —
     the :class:`Trainer` that ran (its optimizer, generator and step); folder — where checkpoints and run files
     went (``train_config.out_dir``), or None.
     """
@@ -130,8 +131,8 @@ class Run:
 
 @dataclass(frozen=True)
 class Report:
-    """What every recipe's report holds besides its own measurements (``LMReport``, ``BertReport`` and
-    ``Seq2SeqReport`` add those): the size of the model and the length of the run."""
+    """What every recipe's report holds besides its own measurements (``LMReport``, ``BertReport``,
+    ``XLNetReport`` and ``Seq2SeqReport`` add those): the size of the model and the length of the run."""
 
     n_parameters: int
     steps: int  # optimizer updates done

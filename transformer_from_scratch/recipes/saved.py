@@ -17,20 +17,25 @@ from typing import Any
 
 from torch import nn
 
-from ..config import BertConfig, GPTConfig, TransformerConfig
+from ..config import BertConfig, GPTConfig, TransformerConfig, XLNetConfig
 from ..datasets import synthetic
 from ..models import EncoderDecoder
 from ..models.bert import BertForPreTraining
 from ..models.gpt import GPT
+from ..models.xlnet import XLNetLMHeadModel
 from ..tokenizers.base import Tokenizer
 from ..training import CheckpointError, load_model_weights
-from . import bert, gpt, seq2seq
+from . import bert, gpt, seq2seq, xlnet
 from .runs import RunFolderError, SavedRun, read_run, run_folder_of
 
 __all__ = ["SEQ2SEQ_TASKS", "TrainedRun", "load_run", "rebuild_data", "evaluate_run"]
 
 SEQ2SEQ_TASKS = synthetic.TASKS
-_MODELS = {"gpt": (GPTConfig, GPT), "bert": (BertConfig, BertForPreTraining)}
+_MODELS = {
+    "gpt": (GPTConfig, GPT),
+    "bert": (BertConfig, BertForPreTraining),
+    "xlnet": (XLNetConfig, XLNetLMHeadModel),
+}
 
 
 @dataclass
@@ -87,7 +92,8 @@ def _tokenizer(saved: SavedRun) -> Any:
 
 
 def rebuild_data(trained: TrainedRun) -> Any:
-    """The data the run trained on, rebuilt from ``run.json`` (``Seq2SeqData``, ``LMData`` or ``BertData``);
+    """The data the run trained on, rebuilt from ``run.json`` (``Seq2SeqData``, ``LMData``, ``BertData`` or
+    ``XLNetData``);
     refused when run.json cannot name it (data given as objects) or the rebuilt data's fingerprint differs (the
     text file changed since)."""
     saved = trained.saved
@@ -97,6 +103,8 @@ def rebuild_data(trained: TrainedRun) -> Any:
         data = seq2seq.seq2seq_data(**saved.data)
     elif saved.task == "gpt":
         data = gpt.load_lm_data(**saved.data)
+    elif saved.task == "xlnet":
+        data = xlnet.prepare_xlnet_data(**saved.data)
     else:
         data = bert.prepare_bert_data(**saved.data)
     if data.fingerprint() != saved.data_fingerprint:
@@ -107,7 +115,8 @@ def rebuild_data(trained: TrainedRun) -> Any:
 def evaluate_run(trained: TrainedRun, *, beam_size: int = 1, eval_tokens: int | None = 50_000) -> dict[str, float]:
     """The recipe's held-out numbers for the loaded checkpoint: exact match on the test strings (synthetic tasks,
     greedy or beam search); validation loss, perplexity and the unigram baseline (GPT, over the first
-    ``eval_tokens`` targets as :func:`~.gpt.gpt_report`); masked-token and NSP accuracy (BERT)."""
+    ``eval_tokens`` targets as :func:`~.gpt.gpt_report`); masked-token and NSP accuracy (BERT); the held-out PLM
+    loss against the unigram baseline (XLNet, :func:`~.xlnet.evaluate_xlnet`)."""
     data, model = rebuild_data(trained), trained.model
     if trained.task in SEQ2SEQ_TASKS:
         test = data.splits.test
@@ -118,5 +127,7 @@ def evaluate_run(trained: TrainedRun, *, beam_size: int = 1, eval_tokens: int | 
         n = int(result["val_tokens"])
         baseline = gpt.unigram_loss(data.train, data.validation[1 : 1 + n], data.vocab_size)
         return {**result, "unigram_loss": baseline}
+    if trained.task == "xlnet":
+        return xlnet.evaluate_xlnet(model, data)
     tokenizer = data.tokenizer
     return bert.evaluate_bert(model, data.heldout_batches, mask_id=tokenizer.mask_id, unigram_token=data.unigram_token)

@@ -22,8 +22,9 @@ F feed-forward width · V vocabulary), P the number of parameters, b the bytes o
                     tensor that a non-zero dropout touches
     transient     2·b · max(B·H·T·S, B·T·F, B·T·V)      the largest temporaries: a gradient and its operand
 
-with S = T (self-attention; the encoder–decoder's ``seq_len`` is both the source and the target length). The
-counts depend on the implementation of the functional core (``impl``), read off its code — ``functional.py``
+with S = T (self-attention; the encoder–decoder's ``seq_len`` is both the source and the target length).
+
+The counts depend on the implementation of the functional core (``impl``), read off its code — ``functional.py``
 (autograd keeps every intermediate), ``kernels.py`` (a hand-written backward keeps one or two tensors) and
 ``fused.py`` (PyTorch's built-ins)::
 
@@ -45,6 +46,25 @@ It counts tensors, not the allocator's habits: on Linux, glibc's ``malloc`` rais
 blocks are freed (up to 32 MiB), after which freed activations stay in the heap and the resident memory of the
 process peaked at 1.14–1.49× this estimate in the same measurements; a fixed threshold
 (``MALLOC_MMAP_THRESHOLD_=131072`` in the environment, or ``mallopt``) returns them and removes the difference.
+
+XLNet (``models/xlnet.py``) runs every block twice with the same weights: the content stream over the T tokens
+and the query stream over the P targets (``targets``; at most ⌈T/K⌉ in the PLM recipe, at most T). Each stream of
+N queries (N = T, then N = P) keeps what an encoder block keeps for N queries against T keys, plus what the
+relative attention adds::
+
+    per stream    3 · B·N·D              q + u, q + v, q + b: the three biased copies of the queries
+                + H · B·N·(2T−1)         the scores against every distance, which ``gather`` keeps (it saves its
+                                         input, not only the index)
+                + 10 bytes · B·N·T       the int64 distance index, the bool "other segment", the negated mask
+    query stream  − 2 · B·P·D            its keys and values are the content stream's
+    once          (B, T, T) and (B, P, T) bool masks, int64 ids and labels; R (2T−1, D) and W_r R per layer
+    logits        n_loss · B·P·V         the head scores the P targets only
+    transient     2·b · max(B·H·T·(2T−1), B·T·F, B·P·V)
+
+The last layer's content stream feeds nothing the loss reads (the query stream reads that layer's input), but the
+model's output holds it until the forward returns, which is when the step peaks, so it is counted.
+``tests/test_memory.py`` measures XLNet (plain and kernels, K = 4) as the other families: the estimate is
+1.06–1.08× the peak (the torch path is not measured).
 """
 
 from __future__ import annotations
@@ -118,7 +138,11 @@ def _family(config) -> str:
     for name, family in (("src_vocab_size", "seq2seq"), ("type_vocab_size", "bert"), ("tie_head", "gpt")):
         if hasattr(config, name):
             return family
-    raise TypeError(f"model_config must be a GPTConfig, BertConfig or TransformerConfig, got {type(config).__name__}")
+    if all(hasattr(config, name) for name in ("vocab_size", "n_layers", "d_ff")) and not hasattr(config, "max_len"):
+        return "xlnet"  # the one family without max_len: its positions are relative, computed for any length
+    raise TypeError(
+        f"model_config must be a GPTConfig, BertConfig, XLNetConfig or TransformerConfig, got {type(config).__name__}"
+    )
 
 
 def _ffn_params(d: int, f: int, activation: str, bias: bool) -> int:
@@ -139,6 +163,10 @@ def parameter_count(model_config) -> int:
         position = c.max_len * d if c.positional == "learned" else 0
         head = 0 if c.tie_head else c.vocab_size * d
         return c.vocab_size * d + position + c.n_layers * block + norm + head
+    if family == "xlnet":  # no attention biases; W_r, the u / v / b vectors (H·Dh = D each), two segment vectors
+        attention = 5 * d * d + 3 * d + 2 * d
+        block = attention + _ffn_params(d, f, "gelu", bias=True) + 2 * 2 * d
+        return c.vocab_size * d + d + c.n_layers * block + c.vocab_size  # embedding, mask vector w, head bias
     attention, norm = 4 * d * d + 4 * d, 2 * d  # BERT and the 2017 model: biases and LayerNorm everywhere
     ffn = _ffn_params(d, f, "gelu" if family == "bert" else c.activation, bias=True)
     if family == "bert":
@@ -157,17 +185,47 @@ def parameter_count(model_config) -> int:
 # ---- activations --------------------------------------------------------------------------------------------
 
 
-def _block_numbers(c, *, impl: str, norm: str, activation: str, t: int, n_attn: int, attn_dropout: float):
-    """Numbers (float-sized, then mask bytes) one block keeps for the backward pass, per sequence of the batch."""
+def _block_numbers(
+    c, *, impl: str, norm: str, activation: str, t: int, n_attn: int, attn_dropout: float, s: int | None = None
+):
+    """Numbers (float-sized, then mask bytes) one block keeps for the backward pass, per sequence of the batch;
+    ``s`` keys per query (default t)."""
     d, h = c.d_model, c.n_heads
+    s = t if s is None else s
     n_scores = 2 if impl == "torch" and attn_dropout > 0 else _SCORES[impl]  # dropout sends torch to the math path
     floats = (n_attn + 1) * _NORM[norm][impl] * t * d  # an encoder block has 2 norms, a decoder block 3
-    floats += n_attn * (_ATTN[impl] * t * d + n_scores * h * t * t)
+    floats += n_attn * (_ATTN[impl] * t * d + n_scores * h * t * s)
     floats += _ACT[impl][activation] * t * c.d_ff
     weights = (3 * d * d + 3 * d) + (n_attn - 1) * (2 * d * d + 2 * d)  # packed [W^Q|W^K|W^V], cross [W^K|W^V]
-    masks = n_attn * h * t * t if attn_dropout > 0 else 0
+    masks = n_attn * h * t * s if attn_dropout > 0 else 0
     masks += t * c.d_ff if impl == "plain" and activation == "relu" else 0  # torch.where keeps x > 0
     return floats, weights, masks
+
+
+def _xlnet_activation_bytes(c, impl: str, b: int, t: int, p: int, itemsize: int) -> int:
+    """XLNet's two streams (module docstring): in every layer an encoder block over T queries and one over P queries
+    against the same T keys, each with the relative attention's extras; then the head over the P targets."""
+    d, h, n_layers = c.d_model, c.n_heads, c.n_layers
+    kwargs = dict(impl=impl, norm="layer", activation="gelu", n_attn=1, attn_dropout=c.attention_dropout, s=t)
+    content, _, content_masks = _block_numbers(c, t=t, **kwargs)
+    query, _, query_masks = _block_numbers(c, t=p, **kwargs)
+    query -= 2 * p * d  # its keys and values are the content stream's
+    # per stream of N queries: q + u, q + v, q + b and the scores of every distance, which the gather keeps
+    content += 3 * t * d + h * t * (2 * t - 1)
+    query += 3 * p * d + h * p * (2 * t - 1)
+    # The last layer's content stream feeds nothing the loss reads (the query stream reads that layer's *input*), so
+    # autograd frees it — but only once the forward returns (the output holds it), after the peak: it is counted.
+    floats = n_layers * (content + query) + _LOSS[impl] * p * c.vocab_size
+    dropped = 0
+    if c.dropout > 0:  # the embeddings, w, and per stream two sub-layer outputs and the activation
+        dropped = (t + p) * d + n_layers * (2 * (t + p) * d + (t + p) * c.d_ff)
+    # per layer and stream: the int64 distance index, the bool "other segment" and the negated mask the softmax
+    # keeps (N·T each); once: the content and query masks (bool), the ids and the labels (int64)
+    per_stream = n_layers * (content_masks + query_masks + 10 * (t + p) * t)
+    masks = per_stream + (t + p) * t + (t + p) * 8
+    weights = n_layers * 3 * d * d  # the packed [W^Q|W^K|W^V] (no biases)
+    relative = (1 + n_layers) * (2 * t - 1) * d  # the sinusoids R and each layer's W_r R, for the whole batch
+    return int(b * ((floats + dropped) * itemsize + masks) + (weights + relative) * itemsize)
 
 
 def _activation_bytes(c, family: str, impl: str, b: int, t: int, itemsize: int) -> int:
@@ -211,28 +269,42 @@ def _buffer_bytes(c, family: str) -> int:
 
 
 def estimate_training_memory(
-    model_config, *, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32
+    model_config, *, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32, targets: int | None = None
 ) -> MemoryEstimate:
     """The memory one AdamW training step of ``model_config``'s model needs on sequences of ``seq_len`` tokens in
     batches of ``batch_size`` — the formula of the module docstring, from the config alone (nothing is built, so
-    it is instant for any size). ``dtype``: the parameters' and activations' dtype (float32: 4 bytes)."""
+    it is instant for any size). ``dtype``: the parameters' and activations' dtype (float32: 4 bytes).
+    ``targets``: XLNet only, the query stream's length P (targets per sequence; default ``seq_len``, the most
+    there can be)."""
     family = _family(model_config)
     for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    if targets is not None and family != "xlnet":
+        raise ValueError(f"targets is the query-stream length of XLNet; a {type(model_config).__name__} has none")
+    if targets is not None and (isinstance(targets, bool) or not isinstance(targets, int) or not 1 <= targets):
+        raise ValueError(f"targets must be a positive int (at most seq_len={seq_len}), got {targets!r}")
+    if targets is not None and targets > seq_len:
+        raise ValueError(f"targets={targets} exceeds seq_len={seq_len}: there are at most seq_len targets")
     c, itemsize = model_config, dtype.itemsize
     n = parameter_count(c)
     vocab = c.tgt_vocab_size if family == "seq2seq" else c.vocab_size
     b, t = batch_size, seq_len
     largest = max(b * c.n_heads * t * t, b * t * c.d_ff, b * t * vocab)
+    if family == "xlnet":
+        p = seq_len if targets is None else targets
+        largest = max(b * c.n_heads * t * (2 * t - 1), b * t * c.d_ff, b * p * vocab)  # scores of every distance
+        activations = _xlnet_activation_bytes(c, c.impl, b, t, p, itemsize)
+    else:
+        activations = _activation_bytes(c, family, c.impl, b, t, itemsize)
     return MemoryEstimate(
         parameters=n * itemsize,
         gradients=n * itemsize,
         optimizer=2 * n * itemsize,
         buffers=_buffer_bytes(c, family),
-        activations=_activation_bytes(c, family, c.impl, b, t, itemsize),
+        activations=activations,
         transient=2 * largest * itemsize,
         n_parameters=n,
     )
