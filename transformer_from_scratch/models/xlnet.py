@@ -30,7 +30,7 @@ attention), then LayerNorm(x + FeedForward), for both streams.
 Padding: ``valid`` (B, T) bool or, from ``config.pad_id``, the ids. Padding keys are never attended to. The
 mask convention is the package's: ``content_allowed`` / ``query_allowed`` (B, T, T) bool, True where query i may
 attend to key j (``objectives.plm.permutation_masks``). Hugging Face's ``perm_mask`` has the opposite polarity
-and converts in ``interop/hf_xlnet.py``.
+and converts with ``masks.to_hf_perm_mask`` / ``masks.from_hf_perm_mask``.
 """
 
 from __future__ import annotations
@@ -218,6 +218,27 @@ def _check_pairwise(mask, name: str, shape: tuple[int, int, int]) -> None:
         raise ValueError(f"{name} must have shape (B, T, T) = {shape} or (T, T), got {tuple(mask.shape)}")
 
 
+def _stream_masks(content_allowed, query_allowed, positions, filled, b: int, t: int) -> tuple[Tensor, Tensor]:
+    """The content and query masks (B, T, T) when targets are given, with the defaults of :class:`XLNetModel`.
+
+    Default content mask: no token sees a target but the target itself — otherwise, from the second layer on, a
+    target would read its own token back through the other tokens' content states. Default query mask: the
+    content mask without the diagonal (for a permutation's content mask, that is its query mask).
+    """
+    device = positions.device
+    eye = torch.eye(t, dtype=torch.bool, device=device)
+    if content_allowed is None:
+        target = torch.zeros(b, t, dtype=torch.bool, device=device).scatter(1, positions, filled)  # (B, T)
+        content = ~target[:, None, :] | eye  # (B, T, T): key j is not a target, or is the query itself
+    else:
+        _check_pairwise(content_allowed, "content_allowed", (b, t, t))
+        content = content_allowed.to(device).expand(b, t, t)
+    if query_allowed is None:
+        return content, content & ~eye
+    _check_pairwise(query_allowed, "query_allowed", (b, t, t))
+    return content, query_allowed.to(device).expand(b, t, t)
+
+
 def _target_positions(target_mapping, b: int, t: int) -> tuple[Tensor, Tensor]:
     """target_mapping (B, P, T), one-hot rows or all-zero rows -> positions (B, P) long, filled (B, P) bool."""
     if not isinstance(target_mapping, Tensor) or target_mapping.dim() != 3:
@@ -297,9 +318,12 @@ class XLNetModel(_XLNetBase):
     forward(input_ids (B, T), *, token_type_ids=None (B, T), valid=None (B, T) bool, content_allowed=None,
     query_allowed=None (B, T, T) bool, target_mapping=None (B, P, T), return_attention=False) -> :class:`XLNetOutput`.
 
-    Without ``content_allowed`` every token sees every real token (the fine-tuning encoder). The query stream
-    runs only when ``target_mapping`` is given; ``query_allowed`` then says what each target sees (default:
-    every real token but itself). ``token_type_ids`` default to one segment.
+    Without targets and without ``content_allowed`` every token sees every real token (the fine-tuning encoder).
+    The query stream runs only when ``target_mapping`` is given. Its defaults then keep every target hidden from
+    its own prediction: ``content_allowed`` lets no token see a target but the target itself, ``query_allowed`` is
+    the content mask without the diagonal — each target is predicted from all the non-target tokens, as if the
+    targets came last in the order. A permutation's masks (``objectives.permute_batch``) replace both.
+    ``token_type_ids`` default to one segment.
     """
 
     def __init__(self, config: XLNetConfig):
@@ -330,32 +354,30 @@ class XLNetModel(_XLNetBase):
         if valid is not None:
             check_valid(valid, "valid", (b, t))
         keys = None if valid is None else valid.to(device)[:, None, :]  # (B, 1, T): key j is real
-        content = None
-        if content_allowed is not None:
-            _check_pairwise(content_allowed, "content_allowed", (b, t, t))
-            content = content_allowed.to(device).expand(b, t, t)
-        content = masks.combine(content, keys)  # (B, T, T) or (B, 1, T) or None
         relative = relative_sinusoids(torch.arange(-(t - 1), t, device=device), c.d_model).to(dtype)  # (2T-1, D)
-        context = TwoStreamContext(
-            relative=self.dropout(relative),
-            segments=token_type_ids,
-            content_allowed=None if content is None else content[:, None],  # (B, 1, T|1, T)
-        )
         if target_mapping is None:
             if query_allowed is not None:
                 raise ValueError("query_allowed is for the query stream, which runs only with target_mapping")
-            return context
+            content = None
+            if content_allowed is not None:
+                _check_pairwise(content_allowed, "content_allowed", (b, t, t))
+                content = content_allowed.to(device).expand(b, t, t)
+            content = masks.combine(content, keys)  # (B, T, T) or (B, 1, T) or None
+            return TwoStreamContext(
+                relative=self.dropout(relative),
+                segments=token_type_ids,
+                content_allowed=None if content is None else content[:, None],  # (B, 1, T|1, T)
+            )
         positions, filled = _target_positions(target_mapping.to(device), b, t)  # (B, P), (B, P)
-        if query_allowed is None:
-            query_allowed = ~torch.eye(t, dtype=torch.bool, device=device)  # every token but itself
-        _check_pairwise(query_allowed, "query_allowed", (b, t, t))
-        rows = query_allowed.to(device).expand(b, t, t).gather(1, positions[..., None].expand(-1, -1, t))  # (B,P,T)
+        content, query = _stream_masks(content_allowed, query_allowed, positions, filled, b, t)  # (B, T, T) each
+        if keys is not None:
+            content, query = content & keys, query & keys
+        rows = query.gather(1, positions[..., None].expand(-1, -1, t))  # (B, T, T) -> the targets' rows (B, P, T)
         rows = rows & filled[..., None]  # an empty target slot attends to nothing
-        rows = rows if keys is None else rows & keys
         return TwoStreamContext(
-            relative=context.relative,
+            relative=self.dropout(relative),
             segments=token_type_ids,
-            content_allowed=context.content_allowed,
+            content_allowed=content[:, None],  # (B, 1, T, T)
             query_positions=positions,
             query_allowed=rows[:, None],  # (B, 1, P, T)
             query_segments=token_type_ids.gather(1, positions),  # (B, P)

@@ -149,17 +149,27 @@ def xlnet_lm(
     """The two-stream forward pass of ``XLNetLMHeadModel`` (evaluation mode) -> :class:`XLNetStreams`.
 
     ids, valid, token_type_ids (B, T); content_allowed, query_allowed (B, T, T) bool; target_mapping (B, P, T)
-    with at most one 1 per row. Defaults: all tokens real, one segment, every token's content sees every real
-    token, every target sees every real token but itself. Padding (valid False) is never attended to. Target
+    with at most one 1 per row. Defaults: all tokens real, one segment; without targets every token's content
+    sees every real token; with targets no token's content sees a target but the target itself, and a target's
+    query sees what its content sees, minus itself. Padding (valid False) is never attended to. Target
     row p of sequence b sits at the position marked in target_mapping[b, p]; an all-zero row attends to nothing.
     """
     ids = np.asarray(ids)
     batch, t = ids.shape
     valid = np.ones((batch, t), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     segments = np.zeros((batch, t), dtype=np.int64) if token_type_ids is None else np.asarray(token_type_ids)
-    content_allowed = np.ones((batch, t, t), bool) if content_allowed is None else np.asarray(content_allowed, bool)
+    is_target = np.zeros((batch, t), dtype=bool)
+    if target_mapping is not None:
+        is_target = np.asarray(target_mapping).any(axis=1)  # (B, T)
+    if content_allowed is None:
+        content_allowed = np.ones((batch, t, t), dtype=bool)
+        for b, i, j in np.ndindex(batch, t, t):
+            content_allowed[b, i, j] = (not is_target[b, j]) or i == j
+    content_allowed = np.asarray(content_allowed, dtype=bool)
     if query_allowed is None:
-        query_allowed = np.broadcast_to(~np.eye(t, dtype=bool), (batch, t, t))
+        query_allowed = content_allowed.copy()
+        for b, i in np.ndindex(batch, t):
+            query_allowed[b, i, i] = False
     query_allowed = np.asarray(query_allowed, dtype=bool)
 
     embedding = _w(weights, "xlnet.embedding.weight")  # (V, D)
