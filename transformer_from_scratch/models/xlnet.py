@@ -97,7 +97,7 @@ class TwoStreamContext:
     """What every block needs besides the two streams, built once per forward by :class:`XLNetModel`.
 
     relative (2T - 1, D) — R(Δ) for Δ = -(T-1) … T-1, row Δ + T - 1 (after dropout);
-    segments (B, T) long; content_allowed (B, 1, T, T) bool or None (everything allowed);
+    segments (B, T) long; content_allowed (B, 1, T, T) bool, (B, 1, 1, T) for key padding only, or None (all);
     query_positions (B, P) long — the position of each target; query_allowed (B, 1, P, T) bool (None without
     targets); query_segments (B, P) long — the segment of each target.
     """
