@@ -1,7 +1,8 @@
 """Metrics on hand-made cases, against plain loops and against an oracle nobody here wrote.
 
 Exact match and token accuracy against loops; accuracy, the confusion matrix and precision/recall/F1 against
-scikit-learn (a test-only dependency, in the dev extra) on a few hundred seeded random cases.
+scikit-learn (a test-only dependency, in the dev extra) on a few hundred seeded random cases; the SQuAD v1.1
+scores on cases worked out by hand from the official definition.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from transformer_from_scratch.metrics import (
     confusion_matrix,
     exact_match,
     f1_score,
+    normalize_answer,
     precision,
     precision_recall_f1,
     recall,
+    squad_exact_match,
+    squad_f1,
+    squad_scores,
     token_accuracy,
 )
 
@@ -392,3 +397,94 @@ def test_confusion_matrix_labels_errors():
         confusion_matrix([0, 1], [2, 3], labels=[2, 3])
     with pytest.raises(ValueError, match=r"labels must not repeat a class, got \[0\]"):
         confusion_matrix([0, 1], [0, 1], labels=[0, 0, 1])
+
+
+# --------------------------------------------------------------------------------- SQuAD v1.1, by hand
+# The official definition (evaluate-v1.1.py): normalise = lower-case -> delete ASCII punctuation -> replace the
+# whole words a/an/the by a space -> collapse white space. EM: normalised strings equal. F1: on the normalised
+# tokens, common = multiset intersection, P = common/|pred|, R = common/|truth|, F1 = 2PR/(P+R), 0 if common = 0.
+# Both take the max over the ground truths; the corpus scores are means × 100.
+
+
+@pytest.mark.parametrize(
+    ("answer", "normalized"),
+    [
+        ("The  Quick, brown FOX!", "quick brown fox"),  # case, punctuation, the article, double space
+        ("an apple a day", "apple day"),  # " apple   day" once the articles are spaces
+        ("Anna and the  answer", "anna and answer"),  # whole words only: not the "an" in "anna" or "answer"
+        ("theater", "theater"),
+        ("A.B.C.", "abc"),  # punctuation goes first: "abc" has no article left (the other order gives "bc")
+        ("don't  stop\tthe\nmusic ", "dont stop music"),
+        ("“Hi” — there", "“hi” — there"),  # non-ASCII punctuation is not in string.punctuation: kept
+        ("The.", ""),
+    ],
+)
+def test_normalize_answer_follows_squad_v1_1(answer, normalized):
+    assert normalize_answer(answer) == normalized
+
+
+def test_squad_exact_match_compares_normalized_answers():
+    assert squad_exact_match("the Eiffel Tower.", ["Eiffel Tower"]) == 1.0  # "eiffel tower" == "eiffel tower"
+    assert squad_exact_match("Eiffel", ["Eiffel Tower"]) == 0.0  # a part is not a match
+    assert squad_exact_match("Eiffel", ["Eiffel Tower", "eiffel!"]) == 1.0  # any ground truth will do
+    assert squad_exact_match("EIFFEL TOWER", "eiffel tower") == 1.0  # one answer as a plain str
+    assert squad_exact_match("", ["Eiffel Tower"]) == 0.0
+    assert squad_exact_match("", ["the"]) == 1.0  # "" == "" after normalisation
+
+
+def test_squad_f1_on_partial_overlaps():
+    # pred "the big red barn" -> [big, red, barn]; truth "a red barn near the river" -> [red, barn, near, river]
+    # common = {red, barn} = 2: P = 2/3, R = 2/4, F1 = 2·(2/3)(1/2) / (2/3 + 1/2) = (2/3)/(7/6) = 4/7
+    assert squad_f1("the big red barn", "a red barn near the river") == pytest.approx(4 / 7, abs=1e-15)
+    # Repeated tokens count min(times in each): pred [new, york, new, york], truth [new, york]
+    # common = 1 new + 1 york = 2: P = 2/4, R = 2/2, F1 = 2·(1/2)(1) / (3/2) = 2/3
+    # (counting the prediction's tokens found in the truth would give 4: P = 1, F1 = 1)
+    assert squad_f1("New York New York", ["New York"]) == pytest.approx(2 / 3, abs=1e-15)
+    # pred [new, york, new, york], truth [new, york, new, york, city]: common = 2 new + 2 york = 4
+    # P = 4/4, R = 4/5, F1 = 2·(4/5) / (9/5) = 8/9 (a set intersection would give 2: P = 1/2, R = 2/5, F1 = 4/9)
+    assert squad_f1("New York New York", ["New York, New York City"]) == pytest.approx(8 / 9, abs=1e-15)
+    assert squad_f1("Paris", ["London"]) == 0.0  # no common token
+    assert squad_f1("the red barn", "Red barn!") == 1.0  # equal once normalised
+
+
+def test_squad_f1_takes_the_best_ground_truth():
+    # pred [denver, broncos, team]
+    # vs [broncos]: common 1, P = 1/3, R = 1, F1 = 2·(1/3)·1 / (4/3) = 1/2
+    # vs [carolina, panthers]: 0
+    # vs [denver, broncos]: common 2, P = 2/3, R = 1, F1 = 2·(2/3)·1 / (5/3) = 4/5  <- the max, the last answer
+    truths = ["Broncos", "Carolina Panthers", "the Denver Broncos"]
+    assert squad_f1("the Denver Broncos team", truths) == pytest.approx(4 / 5, abs=1e-15)
+    assert squad_f1("the Denver Broncos team", truths[:1]) == pytest.approx(1 / 2, abs=1e-15)
+    assert squad_exact_match("the Denver Broncos team", truths) == 0.0
+
+
+def test_squad_f1_of_an_empty_prediction_is_zero():
+    assert squad_f1("", ["Eiffel Tower"]) == 0.0
+    assert squad_f1("The!", ["Eiffel Tower"]) == 0.0  # normalises to no token at all
+    # v1.1: no common token -> 0, even when the ground truth is empty too (SQuAD v2.0 would score 1 here)
+    assert squad_f1("", ["the"]) == 0.0
+
+
+def test_squad_scores_are_percent_means_over_questions():
+    predictions = ["Eiffel Tower", "the big red barn", "Paris"]
+    references = [["the Eiffel Tower"], "a red barn near the river", ["London", "Paris, France"]]
+    # EM: 1, 0, 0 -> 100 · 1/3
+    # F1: 1; 4/7 (above); "paris" vs [london] 0, vs [paris, france]: P = 1, R = 1/2, F1 = 2/3 -> max 2/3
+    # mean F1 = (21/21 + 12/21 + 14/21) / 3 = 47/63 -> 100 · 47/63 ≈ 74.60
+    scores = squad_scores(predictions, references)
+    assert scores == pytest.approx({"exact_match": 100 / 3, "f1": 100 * 47 / 63}, abs=1e-12)
+
+
+def test_squad_errors():
+    with pytest.raises(TypeError, match="an answer must be a str, got NoneType None"):
+        squad_f1(None, ["x"])
+    with pytest.raises(TypeError, match="an answer must be a str, got int 5"):
+        squad_exact_match("5", ["five", 5])
+    with pytest.raises(ValueError, match="ground_truths must hold at least one answer"):
+        squad_f1("x", [])
+    with pytest.raises(ValueError, match="got 2 predictions for 1 references"):
+        squad_scores(["a", "b"], [["a"]])
+    with pytest.raises(ValueError, match="squad_scores needs at least one question"):
+        squad_scores([], [])
+    with pytest.raises(TypeError, match="one entry per question"):
+        squad_scores("Paris", ["Paris"])
