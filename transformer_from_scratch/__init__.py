@@ -24,13 +24,26 @@ from . import (  # noqa: E402
 from .attention import KVCache, LayerKVCache, MultiHeadAttention  # noqa: E402
 from .blocks import DecoderBlock, EncoderBlock  # noqa: E402
 from .config import BertConfig, BlockConfig, GPTConfig, TransformerConfig, XLNetConfig  # noqa: E402
-from .heads import CLSPooler, MLMHead, NSPHead, PLMHead  # noqa: E402
+from .heads import (  # noqa: E402
+    CLSPooler,
+    MLMHead,
+    NSPHead,
+    PLMHead,
+    SequenceClassificationHead,
+    SpanQAHead,
+    TokenClassificationHead,
+    best_span,
+)
 from .layers import FeedForward, LayerNorm, RMSNorm, TokenEmbedding  # noqa: E402
 from .models import (  # noqa: E402
     GPT,
     BertForPreTraining,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
     BertModel,
     EncoderDecoder,
+    GPTForSequenceClassification,
     GPTOutput,
     Seq2SeqOutput,
     XLNetLMHeadModel,
@@ -78,6 +91,10 @@ __all__ = [
     "BertConfig",
     "BertModel",
     "BertForPreTraining",
+    "BertForSequenceClassification",
+    "BertForTokenClassification",
+    "BertForQuestionAnswering",
+    "GPTForSequenceClassification",
     "MLMHead",
     "NSPHead",
     "PLMHead",
@@ -85,6 +102,10 @@ __all__ = [
     "XLNetModel",
     "XLNetLMHeadModel",
     "CLSPooler",
+    "SequenceClassificationHead",
+    "TokenClassificationHead",
+    "SpanQAHead",
+    "best_span",
     "CharTokenizer",
     "WordTokenizer",
     "WordPieceTokenizer",

@@ -7,6 +7,7 @@ our models, so the models can call it (``BertModel.from_pretrained``, ``GPT.from
 
 torch_nn.py       nn.TransformerEncoderLayer / nn.TransformerDecoderLayer / nn.Transformer
 hf_bert.py        Hugging Face BertModel / BertForPreTraining state dicts and local checkpoint folders
+hf_bert_tasks.py  Hugging Face BertForSequenceClassification / TokenClassification / QuestionAnswering
 hf_gpt2.py        Hugging Face GPT2LMHeadModel (Conv1D weights stored transposed, packed q|k|v)
 hf_llama.py       Hugging Face LlamaForCausalLM (RMSNorm, SwiGLU, rotate-half RoPE)
 hf_causal_lm.py   GPT-2 or Llama, chosen by config.json's model_type (what GPT reads)
@@ -14,7 +15,7 @@ hf_xlnet.py       Hugging Face XLNetModel / XLNetLMHeadModel ((D, H, Dh) project
 _hf.py            what the Hugging Face converters share (folders, key and shape checks, LoadResult)
 """
 
-from . import hf_bert, hf_causal_lm, hf_gpt2, hf_llama, hf_xlnet, torch_nn
+from . import hf_bert, hf_bert_tasks, hf_causal_lm, hf_gpt2, hf_llama, hf_xlnet, torch_nn
 from ._hf import LoadResult
 
-__all__ = ["hf_bert", "hf_causal_lm", "hf_gpt2", "hf_llama", "hf_xlnet", "torch_nn", "LoadResult"]
+__all__ = ["hf_bert", "hf_bert_tasks", "hf_causal_lm", "hf_gpt2", "hf_llama", "hf_xlnet", "torch_nn", "LoadResult"]

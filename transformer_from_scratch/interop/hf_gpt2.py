@@ -1,6 +1,8 @@
 r"""Converters between our :class:`models.gpt.GPT` and Hugging Face ``transformers`` GPT-2 checkpoints, as data:
 :func:`config_from_hf` / :func:`config_to_hf`, :func:`state_dict_from_hf` / :func:`state_dict_to_hf` and
-:func:`read_pretrained` for a local folder (``GPT.from_pretrained`` and ``GPT.from_hf`` call them).
+:func:`read_pretrained` for a local folder (``GPT.from_pretrained`` and ``GPT.from_hf`` call them), and
+:func:`sequence_classification_state_dict_from_hf` / ``_to_hf`` for ``GPT2ForSequenceClassification``
+(``transformer.*`` + ``score.weight`` <-> our ``GPTForSequenceClassification``'s ``gpt.*`` + ``head.linear.weight``).
 
 GPT-2 stores its projections as ``Conv1D`` modules: out = x · W + b with W of shape (in, out) — the
 *transpose* of ``nn.Linear``'s (out, in). So every matrix is transposed on the way, and the query, key and value
@@ -43,6 +45,8 @@ __all__ = [
     "config_to_hf",
     "state_dict_from_hf",
     "state_dict_to_hf",
+    "sequence_classification_state_dict_from_hf",
+    "sequence_classification_state_dict_to_hf",
     "read_pretrained",
     "LoadResult",
 ]
@@ -160,6 +164,46 @@ def state_dict_to_hf(state_dict: Mapping[str, Tensor], config: GPTConfig) -> dic
             out[f"{theirs}{hf_proj}.bias"] = ours[f"{mine}{our_proj}.bias"]
     out["lm_head.weight"] = ours["lm_head.weight"]
     return {k: v.clone().contiguous() for k, v in out.items()}
+
+
+# ---- GPT2ForSequenceClassification ------------------------------------------------------------------------
+
+_SCORE = "score.weight"  # GPT2ForSequenceClassification's head: nn.Linear(D, K, bias=False), (K, D)
+_OUR_BODY, _OUR_SCORE = "gpt.", "head.linear.weight"  # GPTForSequenceClassification: the GPT `gpt`, the `head`
+
+
+def sequence_classification_state_dict_from_hf(
+    hf_state_dict: Mapping[str, Tensor], config: GPTConfig, *, strict: bool = True
+) -> tuple[dict[str, Tensor], LoadResult]:
+    """A Hugging Face ``GPT2ForSequenceClassification`` state dict -> (our ``GPTForSequenceClassification``'s, result).
+
+    ``transformer.*`` converts as in :func:`state_dict_from_hf` (our keys under ``gpt.``); ``score.weight`` (K, D)
+    -> ``head.linear.weight``, as it is (both ``nn.Linear``). Their model has no LM head, so the config must be
+    tied (``tie_head=True``, GPT-2's default): our ``gpt.lm_head.weight`` is then the token embedding.
+    """
+    c = _check_config(config)
+    if _SCORE not in hf_state_dict:
+        raise ValueError(f"the state dict has no {_SCORE!r}: it is not a GPT2ForSequenceClassification's")
+    if not c.tie_head:
+        raise ValueError("GPT2ForSequenceClassification has no lm_head to load an untied head from; use tie_head=True")
+    score = hf_state_dict[_SCORE]
+    if score.dim() != 2 or score.shape[1] != c.d_model:
+        raise ValueError(f"{_SCORE} has shape {tuple(score.shape)}, expected (n_labels, d_model={c.d_model})")
+    body, result = state_dict_from_hf({k: v for k, v in hf_state_dict.items() if k != _SCORE}, c, strict=strict)
+    state = {_OUR_BODY + key: value for key, value in body.items()}
+    state[_OUR_SCORE] = score
+    return state, result
+
+
+def sequence_classification_state_dict_to_hf(state_dict: Mapping[str, Tensor], config: GPTConfig) -> dict[str, Tensor]:
+    """Our ``GPTForSequenceClassification``'s state dict -> one that ``GPT2ForSequenceClassification`` loads with
+    strict=True (``transformer.*`` and ``score.weight``, no ``lm_head``). Detached contiguous copies."""
+    _hf.require_keys(state_dict, [_OUR_SCORE], "GPTForSequenceClassification")
+    body = {key[len(_OUR_BODY) :]: value for key, value in state_dict.items() if key.startswith(_OUR_BODY)}
+    out = state_dict_to_hf(body, config)
+    del out["lm_head.weight"]
+    out[_SCORE] = state_dict[_OUR_SCORE].detach().clone().contiguous()
+    return out
 
 
 # ---- configs and folders --------------------------------------------------------------------------------

@@ -12,10 +12,44 @@ from .bert import BertEmbeddings, BertForPreTraining, BertModel, BertOutput, Ber
 
 __all__ += ["BertEmbeddings", "BertModel", "BertForPreTraining", "BertOutput", "BertPreTrainingOutput"]
 
-# gpt.py    GPT — decoder-only LM (GPT-2; Llama-style by configuration), Hugging Face via interop.hf_gpt2 / hf_llama
-from .gpt import GPT, GPTOutput, causal_lm_loss, positions_from_valid  # noqa: E402
+# bert_tasks.py  BertFor{Sequence,Token}Classification, BertForQuestionAnswering — HF via interop.hf_bert_tasks
+from .bert_tasks import (  # noqa: E402
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertQuestionAnsweringOutput,
+    BertSequenceClassificationOutput,
+    BertTokenClassificationOutput,
+)
 
-__all__ += ["GPT", "GPTOutput", "causal_lm_loss", "positions_from_valid"]
+__all__ += [
+    "BertForSequenceClassification",
+    "BertForTokenClassification",
+    "BertForQuestionAnswering",
+    "BertSequenceClassificationOutput",
+    "BertTokenClassificationOutput",
+    "BertQuestionAnsweringOutput",
+]
+
+# gpt.py    GPT — decoder-only LM (GPT-2; Llama-style by configuration), Hugging Face via interop.hf_gpt2 / hf_llama;
+#           GPTForSequenceClassification — the last real token scored by a linear layer
+from .gpt import (  # noqa: E402
+    GPT,
+    GPTForSequenceClassification,
+    GPTOutput,
+    GPTSequenceClassificationOutput,
+    causal_lm_loss,
+    positions_from_valid,
+)
+
+__all__ += [
+    "GPT",
+    "GPTOutput",
+    "GPTForSequenceClassification",
+    "GPTSequenceClassificationOutput",
+    "causal_lm_loss",
+    "positions_from_valid",
+]
 
 # xlnet.py  XLNetModel, XLNetLMHeadModel — two-stream permuted LM (Yang et al. 2019), Hugging Face via interop.hf_xlnet
 from .xlnet import XLNetLMHeadModel, XLNetLMOutput, XLNetModel, XLNetOutput  # noqa: E402

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import masks
-from .._validation import check_ids_2d, check_labels, check_same_shape, check_token_ids, check_valid
+from .._validation import check_bool, check_ids_2d, check_labels, check_same_shape, check_token_ids, check_valid
 from ..config import BertConfig
 from ..heads import CLSPooler, MLMHead, NSPHead, pretraining_loss
 from ..interop import hf_bert
@@ -47,15 +47,19 @@ __all__ = ["BertEmbeddings", "BertModel", "BertForPreTraining", "BertOutput", "B
 class BertOutput:
     """What :class:`BertModel` returns.
 
-    last_hidden_state (B, T, D) — the output of the last block; pooled (B, D) — tanh pooler over [CLS];
-    hidden_states — L + 1 tensors (B, T, D): the embeddings, then the output of every block;
-    attentions — L tensors (B, H, T, T) of attention weights when asked for (``return_attention=True``), else None.
+    last_hidden_state (B, T, D) — the output of the last block; pooled (B, D) — tanh pooler over [CLS] (None for
+    a model built with ``with_pooler=False``); hidden_states — L + 1 tensors (B, T, D): the embeddings, then the
+    output of every block; attentions — L tensors (B, H, T, T) of attention weights when asked for
+    (``return_attention=True``), else None; valid (B, T) bool — the real tokens the encoder attended to (from
+    ``valid``, ``attention_mask`` or ``config.pad_id``), None when every token was real. Poolers and losses read it
+    to ignore the padded positions.
     """
 
     last_hidden_state: Tensor
-    pooled: Tensor
+    pooled: Tensor | None
     hidden_states: tuple[Tensor, ...]
     attentions: tuple[Tensor, ...] | None = None
+    valid: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -127,27 +131,30 @@ class BertModel(_BertBase):
 
     Build it from a config — ``BertModel(BertConfig.tiny())`` — or from a Hugging Face folder with
     :meth:`from_pretrained`. Sub-modules: ``embeddings`` (:class:`BertEmbeddings`), ``encoder``
-    (:class:`~stacks.Encoder`, blocks in ``encoder.layers``) and ``pooler`` (:class:`~heads.CLSPooler`).
+    (:class:`~stacks.Encoder`, blocks in ``encoder.layers``) and ``pooler`` (:class:`~heads.CLSPooler`, or None
+    with ``with_pooler=False`` — as Hugging Face's ``add_pooling_layer=False``, for task models that read every
+    token and never the pooled vector).
 
     forward(input_ids (B, T), *, token_type_ids=None (B, T) segment ids, 0 by default, valid=None (B, T) bool,
     attention_mask=None (B, T) of 1/0, return_attention=False) -> :class:`BertOutput`.
     """
 
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: BertConfig, *, with_pooler: bool = True):
         super().__init__()
         if not isinstance(config, BertConfig):
             raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
+        check_bool("with_pooler", with_pooler)
         self.config = c = config
         self.embeddings = BertEmbeddings(c)
         # post-LN blocks with exact GELU (BertConfig.block_config); no final norm: every block ends with a LayerNorm
         self.encoder = Encoder(c.block_config(), c.n_layers, final_norm=False)
-        self.pooler = CLSPooler(c.d_model)
+        self.pooler = CLSPooler(c.d_model) if with_pooler else None
         self.reset_parameters()
 
     # ---- inputs -----------------------------------------------------------------------------------------
 
     def _inputs(self, input_ids, token_type_ids, valid, attention_mask) -> tuple[Tensor, Tensor | None]:
-        """Check the inputs; return the segment ids (B, T) and the ``allowed`` mask (B, 1, 1, T) or None."""
+        """Check the inputs; return the segment ids (B, T) and the real-token mask (B, T), or None if all are real."""
         c = self.config
         check_ids_2d(input_ids, "input_ids")
         check_token_ids(input_ids, c.vocab_size, "input_ids")
@@ -167,15 +174,15 @@ class BertModel(_BertBase):
             raise ValueError("pass either valid= (bool, True at real tokens) or attention_mask= (1/0), not both")
         if attention_mask is not None:
             check_same_shape(attention_mask, "attention_mask", shape)
-            return token_type_ids, masks.from_hf_attention_mask(attention_mask.to(input_ids.device))  # (B,1,1,T)
+            allowed = masks.from_hf_attention_mask(attention_mask.to(input_ids.device))  # checks 0/1: (B, 1, 1, T)
+            return token_type_ids, allowed[:, 0, 0, :]  # (B, 1, 1, T) -> (B, T)
         if valid is None:
             if c.pad_id is None:
                 return token_type_ids, None  # every token is real
             # Deviation from Hugging Face: their BertModel without an attention_mask attends to [PAD] tokens too.
-            valid = masks.padding_mask_from_ids(input_ids, c.pad_id)  # (B, T)
-        else:
-            check_valid(valid, "valid", shape, hint="; for a Hugging Face 0/1 mask use attention_mask=")
-        return token_type_ids, masks.key_padding(valid.to(input_ids.device))  # (B, T) -> (B, 1, 1, T)
+            return token_type_ids, masks.padding_mask_from_ids(input_ids, c.pad_id)  # (B, T)
+        check_valid(valid, "valid", shape, hint="; for a Hugging Face 0/1 mask use attention_mask=")
+        return token_type_ids, valid.to(input_ids.device)
 
     def forward(
         self,
@@ -186,14 +193,16 @@ class BertModel(_BertBase):
         attention_mask: Tensor | None = None,
         return_attention: bool = False,
     ) -> BertOutput:
-        token_type_ids, allowed = self._inputs(input_ids, token_type_ids, valid, attention_mask)
+        token_type_ids, valid = self._inputs(input_ids, token_type_ids, valid, attention_mask)
+        allowed = None if valid is None else masks.key_padding(valid)  # (B, T) -> (B, 1, 1, T)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T) -> (B, T, D)
         out = self.encoder(x, allowed=allowed, return_attention=return_attention, return_hidden_states=True)
         return BertOutput(
             last_hidden_state=out.last_hidden_state,  # (B, T, D)
-            pooled=self.pooler(out.last_hidden_state),  # (B, D)
+            pooled=None if self.pooler is None else self.pooler(out.last_hidden_state),  # (B, D)
             hidden_states=out.hidden_states,  # L + 1 × (B, T, D)
             attentions=out.attentions,  # L × (B, H, T, T), or None
+            valid=valid,  # (B, T) or None
         )
 
 

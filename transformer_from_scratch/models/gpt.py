@@ -41,16 +41,25 @@ import torch
 from torch import Tensor, nn
 
 from .. import generation, masks
-from .._validation import check_ids_2d, check_labels, check_same_shape, check_token_ids, check_valid
+from .._validation import check_all, check_ids_2d, check_labels, check_same_shape, check_token_ids, check_valid
 from ..attention import KVCache
 from ..config import GPTConfig
 from ..functional import cross_entropy
+from ..heads import SequenceClassificationHead, classification_loss
 from ..interop import hf_causal_lm
 from ..layers import LayerNorm, RMSNorm, TokenEmbedding
 from ..positional import LearnedPositionalEmbedding, RotaryEmbedding
-from ..stacks import CausalDecoder
+from ..stacks import CausalDecoder, StackOutput
 
-__all__ = ["GPT", "GPTOutput", "causal_lm_loss", "positions_from_valid"]
+__all__ = [
+    "GPT",
+    "GPTOutput",
+    "GPTForSequenceClassification",
+    "GPTSequenceClassificationOutput",
+    "causal_lm_loss",
+    "positions_from_valid",
+    "last_real_index",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,9 +310,47 @@ class GPT(nn.Module):
     ) -> GPTOutput:
         c = self.config
         _check_ids(input_ids, c.vocab_size)
-        batch, t = input_ids.shape
         if labels is not None:
-            check_labels(labels, "labels", (batch, t), shape_of="input_ids")
+            check_labels(labels, "labels", tuple(input_ids.shape), shape_of="input_ids")
+        out, kv_cache, new_valid = self._run(
+            input_ids,
+            valid=valid,
+            attention_mask=attention_mask,
+            positions=positions,
+            kv_cache=kv_cache,
+            use_cache=use_cache,
+            return_attention=return_attention,
+            return_hidden_states=return_hidden_states,
+        )
+        logits = self.lm_head(out.last_hidden_state)  # (B, T, D) -> (B, T, V), after the final norm
+        loss = None
+        if labels is not None:
+            loss = causal_lm_loss(logits, labels.to(input_ids.device), new_valid, impl=c.impl)
+        return GPTOutput(
+            logits=logits,
+            loss=loss,
+            kv_cache=kv_cache,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+
+    def _run(
+        self,
+        input_ids: Tensor,
+        *,
+        valid: Tensor | None,
+        attention_mask: Tensor | None,
+        positions: Tensor | None,
+        kv_cache: KVCache | None,
+        use_cache: bool,
+        return_attention: bool,
+        return_hidden_states: bool,
+    ) -> tuple[StackOutput, KVCache | None, Tensor | None]:
+        """Embeddings and the decoder stack, ids already checked -> (the stack's output — ``last_hidden_state``
+        after the final norm —, the cache extended by this call or None, the (B, T) real-token mask of the new
+        tokens or None when all are real). What :meth:`forward` and the task models build on."""
+        c = self.config
+        batch, t = input_ids.shape
         kv_cache = self._cache(kv_cache, use_cache, batch)
         past = 0 if kv_cache is None else kv_cache.length
         if c.positional == "learned" and positions is None and past + t > c.max_len:
@@ -324,17 +371,7 @@ class GPT(nn.Module):
         )
         if kv_cache is not None:
             kv_cache.valid = valid_all  # None: every cached position is a real token
-        logits = self.lm_head(out.last_hidden_state)  # (B, T, D) -> (B, T, V), after the final norm
-        loss = None
-        if labels is not None:
-            loss = causal_lm_loss(logits, labels.to(input_ids.device), new_valid, impl=c.impl)
-        return GPTOutput(
-            logits=logits,
-            loss=loss,
-            kv_cache=kv_cache,
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
-        )
+        return out, kv_cache, new_valid
 
     # ---- generation -------------------------------------------------------------------------------------
 
@@ -431,3 +468,103 @@ class GPT(nn.Module):
                 generator=generator,
             )
         return generation.greedy(logits_fn, input_ids, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id)
+
+
+# ---- sequence classification --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class GPTSequenceClassificationOutput:
+    """What :class:`GPTForSequenceClassification` returns.
+
+    logits (B, n_labels); pooled (B, D) — the final-norm hidden state the head scored, that of each row's last real
+    token; last_index (B,) long — that token's position; loss (0-d) when labels were given, else None;
+    hidden_states / attentions as in :class:`GPTOutput`, when asked for.
+    """
+
+    logits: Tensor
+    pooled: Tensor
+    last_index: Tensor
+    loss: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+def last_real_index(valid: Tensor | None, length: int, batch: int, device) -> Tensor:
+    """The position of each row's last real token: (B, T) bool -> (B,) long; T - 1 for every row when ``valid`` is
+    None (all real). Right or left padding alike. A row without a real token is a ``ValueError``."""
+    if valid is None:
+        return torch.full((batch,), length - 1, dtype=torch.long, device=device)
+    has_real = valid.any(dim=1)  # (B, T) -> (B,)
+    check_all(
+        has_real,
+        lambda: f"row(s) {(~has_real).nonzero().flatten().tolist()} of input_ids hold no real token (all padding)",
+        "a row of input_ids holds no real token (all padding)",
+    )
+    positions = torch.arange(length, device=valid.device)  # (T,)
+    return (positions * valid).argmax(dim=1)  # (B, T) -> (B,): the largest position with valid True
+
+
+class GPTForSequenceClassification(nn.Module):
+    r"""A decoder-only model as a classifier: logits = W h_L[b, last real token of row b] — no bias, no dropout.
+
+    Radford et al. 2018 (GPT), §3.2: "the inputs are passed through our pre-trained model to obtain the final
+    transformer block's activation h_l^m, which is then fed into an added linear output layer with parameters W_y".
+    Under a causal mask only the *last* token has read the whole sequence, so it stands for the sequence — with
+    padding, the last *real* one (from ``valid`` / ``attention_mask`` / ``config.pad_id``, right or left padding).
+    Tokens after it change nothing: no real position attends to them. This is Hugging Face's
+    ``GPT2ForSequenceClassification`` (``score`` = ``nn.Linear(D, n_labels, bias=False)`` on the final-norm state of
+    the rightmost non-pad token); their model needs a ``pad_token_id`` for batches > 1, ours takes ``valid`` too and,
+    with no padding information at all, reads position T - 1 of every row.
+
+    Sub-modules: ``gpt`` (:class:`GPT`; its ``lm_head`` is not used — with ``tie_head`` it *is* the token embedding
+    and adds no parameters) and ``head`` (:class:`~heads.SequenceClassificationHead` without bias or dropout,
+    ``head.linear``; initialised N(0, initializer_range²)). ``n_labels == 1`` is regression (MSE on float labels).
+
+    forward(input_ids (B, T), *, valid=None, attention_mask=None, positions=None, labels=None (B,),
+    return_attention=False, return_hidden_states=False) -> :class:`GPTSequenceClassificationOutput`.
+    Raises ``ValueError`` for a row that is all padding.
+    """
+
+    def __init__(self, config: GPTConfig, n_labels: int):
+        super().__init__()
+        self.gpt = GPT(config)
+        self.config = config
+        self.head = SequenceClassificationHead(config.d_model, n_labels, dropout=0.0, bias=False)
+        self.n_labels = n_labels
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2's initialisation for the body (:meth:`GPT.reset_parameters`), N(0, initializer_range²) for the head."""
+        self.gpt.reset_parameters()
+        with torch.no_grad():
+            nn.init.normal_(self.head.linear.weight, std=self.config.initializer_range)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        *,
+        valid: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        positions: Tensor | None = None,
+        labels: Tensor | None = None,
+        return_attention: bool = False,
+        return_hidden_states: bool = False,
+    ) -> GPTSequenceClassificationOutput:
+        _check_ids(input_ids, self.config.vocab_size)
+        out, _, real = self.gpt._run(
+            input_ids,
+            valid=valid,
+            attention_mask=attention_mask,
+            positions=positions,
+            kv_cache=None,
+            use_cache=False,
+            return_attention=return_attention,
+            return_hidden_states=return_hidden_states,
+        )
+        batch, t = input_ids.shape
+        last = last_real_index(real, t, batch, input_ids.device)  # (B,)
+        pooled = out.last_hidden_state[torch.arange(batch, device=input_ids.device), last]  # (B, T, D) -> (B, D)
+        logits = self.head(pooled)  # (B, D) -> (B, n_labels)
+        loss = None if labels is None else classification_loss(logits, labels, impl=self.config.impl)
+        return GPTSequenceClassificationOutput(logits, pooled, last, loss, out.hidden_states, out.attentions)
