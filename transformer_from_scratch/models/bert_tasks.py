@@ -58,13 +58,27 @@ __all__ = [
 POOLINGS = ("cls", "mean")
 
 
+class _EncoderStates:
+    """The encoder's hidden states and attention weights, reachable on a task output as on a :class:`BertOutput`."""
+
+    bert: BertOutput
+
+    @property
+    def hidden_states(self) -> tuple[Tensor, ...]:
+        return self.bert.hidden_states
+
+    @property
+    def attentions(self) -> tuple[Tensor, ...] | None:
+        return self.bert.attentions
+
+
 @dataclass(frozen=True)
-class BertSequenceClassificationOutput:
+class BertSequenceClassificationOutput(_EncoderStates):
     """What :class:`BertForSequenceClassification` returns.
 
     logits (B, n_labels); pooled (B, D) — the vector the head read; bert — the encoder's :class:`BertOutput`
-    (``hidden_states``, ``attentions`` and ``valid`` are also reachable here as properties); loss (0-d) when
-    labels were given, else None.
+    (``hidden_states`` and ``attentions`` are also reachable here as properties; ``valid`` is ``bert.valid``);
+    loss (0-d) when labels were given, else None.
     """
 
     logits: Tensor
@@ -72,17 +86,9 @@ class BertSequenceClassificationOutput:
     bert: BertOutput
     loss: Tensor | None = None
 
-    @property
-    def hidden_states(self) -> tuple[Tensor, ...]:
-        return self.bert.hidden_states
-
-    @property
-    def attentions(self) -> tuple[Tensor, ...] | None:
-        return self.bert.attentions
-
 
 @dataclass(frozen=True)
-class BertTokenClassificationOutput:
+class BertTokenClassificationOutput(_EncoderStates):
     """What :class:`BertForTokenClassification` returns: logits (B, T, n_labels), the encoder's :class:`BertOutput`
     and the loss (0-d) when labels were given. Logits at padded positions are numbers but mean nothing."""
 
@@ -90,17 +96,9 @@ class BertTokenClassificationOutput:
     bert: BertOutput
     loss: Tensor | None = None
 
-    @property
-    def hidden_states(self) -> tuple[Tensor, ...]:
-        return self.bert.hidden_states
-
-    @property
-    def attentions(self) -> tuple[Tensor, ...] | None:
-        return self.bert.attentions
-
 
 @dataclass(frozen=True)
-class BertQuestionAnsweringOutput:
+class BertQuestionAnsweringOutput(_EncoderStates):
     """What :class:`BertForQuestionAnswering` returns: start_logits and end_logits (B, T), the encoder's
     :class:`BertOutput` and the loss (0-d) when the answer positions were given."""
 
@@ -108,14 +106,6 @@ class BertQuestionAnsweringOutput:
     end_logits: Tensor
     bert: BertOutput
     loss: Tensor | None = None
-
-    @property
-    def hidden_states(self) -> tuple[Tensor, ...]:
-        return self.bert.hidden_states
-
-    @property
-    def attentions(self) -> tuple[Tensor, ...] | None:
-        return self.bert.attentions
 
 
 class _BertTaskModel(nn.Module):
