@@ -139,3 +139,13 @@ def test_set_lr_sets_every_group_and_keeps_weight_decay():
 def test_bad_arguments_are_errors(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+def test_set_lr_scales_each_group_by_its_lr_scale():
+    a, b, c = (nn.Parameter(torch.zeros(2)) for _ in range(3))
+    opt = torch.optim.AdamW([{"params": [a], "lr_scale": 10.0}, {"params": [b], "lr_scale": 0.25}, {"params": [c]}])
+    assert set_lr(opt, 0.5) == 0.5
+    assert [g["lr"] for g in opt.param_groups] == [5.0, 0.125, 0.5]
+    opt.param_groups[1]["lr_scale"] = -1.0
+    with pytest.raises(ValueError, match="param group 1 has lr_scale=-1.0"):
+        set_lr(opt, 0.5)

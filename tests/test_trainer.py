@@ -471,3 +471,25 @@ def test_retention_never_deletes_the_checkpoint_just_written(tmp_path):
     assert "step_000003" in names and len(names) == 2  # keep_checkpoints=2: this run's newest and one other
     _, state = load_checkpoint(tmp_path / "step_000003")
     assert state["config"]["steps"] == 3
+
+
+def test_param_groups_with_lr_scale_follow_the_schedule_and_keep_their_ratios():
+    """Trainer(param_groups=...): group g trains at lr_at(s) × lr_scale_g; scale 0 freezes a layer's values."""
+    loss_fn, train_batches = make_task()
+    cfg = config(steps=6, warmup_steps=2)
+    torch.manual_seed(0)
+    model = TinyNet(dropout=0.0)
+    hidden_before = model.hidden.weight.detach().clone()
+    groups = [
+        {"params": list(model.hidden.parameters()), "lr_scale": 0.0},
+        {"params": [model.out.weight], "lr_scale": 3.0, "weight_decay": 0.0},
+        {"params": [model.out.bias], "weight_decay": 0.0},
+    ]
+    seen = []
+    trainer = Trainer(model, cfg, loss_fn=loss_fn, train_batches=train_batches, param_groups=groups)
+    trainer.on_step = lambda record: seen.append([g["lr"] for g in trainer.optimizer.param_groups])
+    trainer.fit()
+    assert seen == [[0.0, 3.0 * cfg.lr_at(s), cfg.lr_at(s)] for s in range(1, 7)]
+    assert torch.equal(model.hidden.weight, hidden_before)
+    with pytest.raises(TypeError, match="param_groups must be a list of dicts"):
+        Trainer(model, cfg, loss_fn=loss_fn, train_batches=train_batches, param_groups=model.parameters())

@@ -93,14 +93,19 @@ def constant(step: int, lr: float) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> float:
-    """Set the learning rate of every param group of ``optimizer`` to ``lr`` and return it.
+    """Set the learning rate of every param group of ``optimizer`` to ``lr × group["lr_scale"]`` and return ``lr``.
 
     This is how a schedule is applied: ``set_lr(optimizer, schedule(step))`` before ``optimizer.step()``.
-    Every group gets the same lr (their weight decay, set per group, is untouched).
+    A group without an ``"lr_scale"`` key gets ``lr`` itself; one with it (per-group learning rates, e.g. a
+    fine-tuning head at 10× or layer-wise decay, see ``finetune.finetune_param_groups``) keeps its ratio to the
+    schedule at every step. Weight decay, set per group, is untouched.
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     lr = _check_rate("lr", lr)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+    for i, group in enumerate(optimizer.param_groups):
+        scale = group.get("lr_scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+            raise ValueError(f"param group {i} has lr_scale={scale!r}; it must be a finite number ≥ 0")
+        group["lr"] = lr * scale
     return lr

@@ -350,6 +350,10 @@ class Trainer:
             append it to a log file); settable later as ``trainer.on_step``.
         device: where to train; default: where the model's parameters are (under torchrun with CUDA:
             ``cuda:LOCAL_RANK``).
+        param_groups: the optimizer's param groups (dicts with "params" and optionally "weight_decay" and
+            "lr_scale"); default ``param_groups_for_weight_decay(model, config.weight_decay)``. At step s a group's
+            learning rate is ``config.lr_at(s) × lr_scale`` (``schedules.set_lr``): per-group rates follow the
+            schedule and keep their ratios (``finetune.finetune_param_groups`` builds such groups).
     """
 
     def __init__(
@@ -363,6 +367,7 @@ class Trainer:
         count_tokens: Callable[[Any], int] | None = None,
         device: torch.device | str | None = None,
         on_step: Callable[[dict[str, Any]], None] | None = None,
+        param_groups: list[dict] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -395,13 +400,18 @@ class Trainer:
             self.wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
         self.scaler = torch.amp.GradScaler(self.device.type) if config.autocast == "fp16" else None
+        if param_groups is None:
+            param_groups = param_groups_for_weight_decay(self.model, config.weight_decay)
+        elif not (isinstance(param_groups, (list, tuple)) and all(isinstance(g, Mapping) for g in param_groups)):
+            raise TypeError(f"param_groups must be a list of dicts (optimizer param groups), got {param_groups!r:.80}")
         self.optimizer = AdamW(
-            param_groups_for_weight_decay(self.model, config.weight_decay),
+            [dict(g) for g in param_groups],
             lr=config.lr_at(1),
             betas=config.betas,
             eps=config.eps,
             weight_decay=config.weight_decay,
         )
+        set_lr(self.optimizer, config.lr_at(1))  # each group's lr_scale applies from the start
         self.generator = torch.Generator().manual_seed(config.seed)  # the data generator, saved in checkpoints
 
         self.step = 0  # optimizer updates done so far; update s uses lr_at(s)
