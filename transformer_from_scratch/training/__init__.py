@@ -2,6 +2,8 @@
 schedules and run helpers — the generic machinery, which knows no model, no dataset and no metric. (The loss,
 ``functional.cross_entropy``, lives beside the functional core; batches are made in ``datasets.batching``; the
 recipes that put a model, its data and its measurements into a trainer live one floor up, in ``recipes/``.)
+One exception knows a model's shape: ``finetune.py`` finds a pre-trained encoder by its ``bert`` attribute (its
+embeddings and blocks) to freeze it, give each depth its learning rate and cache its features.
 
 Each piece is written from scratch and tested against its PyTorch counterpart:
 ``AdamW`` ≡ ``torch.optim.AdamW``, ``clip_grad_norm_`` ≡
@@ -18,6 +20,16 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .clipping import clip_grad_norm_, grad_norm
+from .finetune import (
+    FreezeSummary,
+    extract_features,
+    finetune_param_groups,
+    fit_classifier,
+    fit_head,
+    fit_restoring_best,
+    freeze,
+    predict_classes,
+)
 from .memory import (
     InsufficientMemoryError,
     MemoryEstimate,
@@ -63,4 +75,12 @@ __all__ = [
     "pick_device",
     "seed_everything",
     "set_lr",
+    "FreezeSummary",
+    "extract_features",
+    "finetune_param_groups",
+    "fit_classifier",
+    "fit_head",
+    "fit_restoring_best",
+    "freeze",
+    "predict_classes",
 ]
