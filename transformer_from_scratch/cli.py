@@ -7,6 +7,12 @@
     tfs generate --from RUN      continue a prompt with a trained GPT, or transduce a string with a synthetic task
                                  (an xlnet run is refused: permuted LM is not a left-to-right generator here)
     tfs evaluate --from RUN      compute a run's held-out report again from its newest checkpoint
+    tfs finetune classify --from PATH --task sentiment|topic --freeze encoder|none
+                                 fine-tune a pre-trained encoder (a bert run folder or a Hugging Face BERT folder)
+                                 and print held-out accuracy, macro-F1 and per-class scores against the
+                                 majority-class baseline; writes predictions, metrics and a confusion-matrix figure
+    tfs finetune qa --from PATH  the same for extractive QA on bAbI-style stories: exact match and F1 against the
+                                 first-place-word baseline
 
 The commands turn options into the recipes' configs (``recipes/``), check all of them — and that the run fits in
 memory — before any work starts, run the recipe and print its report: this is the only module that parses
@@ -37,7 +43,7 @@ import torch
 from . import __version__
 from .config import IMPLS
 from .datasets import synthetic
-from .recipes import bert, gpt, saved, seq2seq, xlnet
+from .recipes import bert, finetune, gpt, saved, seq2seq, xlnet
 from .recipes.runs import Run, RunFolderError, claim_run_folder, holds_a_run, read_run, run_folder_of
 from .training import CheckpointError, DivergenceError, TrainConfig, load_checkpoint
 from .training.memory import InsufficientMemoryError, check_fits_in_memory, estimate_training_memory
@@ -702,6 +708,164 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ tfs finetune
+
+
+def _finetune_setup(args: argparse.Namespace) -> tuple[finetune.PretrainedEncoder, finetune.FinetuneConfig, Path]:
+    """The encoder of --from, the FinetuneConfig of the options, and the output folder — all checked first."""
+    folder = Path(args.out) if args.out else _new_run_path()
+    if folder.exists() and not folder.is_dir():
+        raise CLIError(f"--out {folder} is a file, not a folder")
+    try:
+        config = finetune.FinetuneConfig(
+            freeze=args.freeze, steps=args.steps, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+            max_len=args.max_len, pooling=getattr(args, "pooling", "mean"), eval_every=args.eval_every,
+            seed=args.seed, progress=not args.no_progress,
+        )  # fmt: skip
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    try:
+        source = finetune.load_pretrained_encoder(args.from_path)
+    except finetune.EncoderSourceError as e:
+        raise CLIError(f"--from: {e}") from None
+    return source, config, folder
+
+
+def _source_line(source: finetune.PretrainedEncoder, what: str, config: finetune.FinetuneConfig, result) -> str:
+    kind = "bert run" if source.kind == "run" else "Hugging Face BERT"
+    new = ", ".join(result.load_report["new"]) or "none"
+    return (
+        f"{what}: {kind} {source.path}, freeze={config.freeze}, {result.steps} steps, {result.seconds:.0f} s; "
+        f"new (trained from BERT's initialisation): {new}"
+    )
+
+
+def _plot_confusion(matrix, label_names: tuple[str, ...], path: Path, title: str) -> Path:
+    """The confusion matrix as a heatmap with counts (rows: true class, columns: predicted)."""
+    import matplotlib  # only the plotting commands pay for matplotlib's import
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(label_names)
+    fig, ax = plt.subplots(figsize=(1.1 * n + 2.5, 1.0 * n + 2))
+    ax.imshow(matrix, cmap="Blues")
+    for i in range(n):
+        for j in range(n):
+            color = "white" if matrix[i, j] > matrix.max() / 2 else "black"
+            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color)
+    ax.set_xticks(range(n), label_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), label_names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def cmd_finetune_classify(args: argparse.Namespace) -> int:
+    """``tfs finetune classify``: fine-tune, print held-out metrics against the majority-class baseline, write
+    predictions.jsonl, metrics.json and confusion_matrix.png into --out."""
+    source, config, folder = _finetune_setup(args)
+    data = finetune.classification_data(args.task, seed=args.seed)
+    try:
+        result = finetune.finetune_classifier(source, data, config)
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    m, b = result.metrics, result.baseline
+    print(_source_line(source, f"tfs finetune classify --task {args.task}", config, result))
+    print(
+        f"held-out accuracy {m['accuracy']:.4f} (majority-class baseline {b['accuracy']:.4f}) · macro-F1 "
+        f"{m['macro_f1']:.4f} (baseline {b['macro_f1']:.4f}) · {len(result.labels)} test examples"
+    )
+    rows = [
+        [name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"])]
+        for name, c in m["per_class"].items()
+    ]
+    print(_format_table(rows, ["class", "precision", "recall", "f1", "support"]))
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(
+        folder / "predictions.jsonl",
+        [
+            {"text": t, "label": data.label_names[y], "prediction": data.label_names[p]}
+            for t, y, p in zip(data.test.texts, result.labels, result.predictions)
+        ],
+    )
+    summary = {k: v for k, v in m.items() if k != "confusion"} | {"confusion": m["confusion"].tolist()}
+    baseline = {k: v for k, v in b.items() if k != "confusion"} | {"confusion": b["confusion"].tolist()}
+    _write_json(
+        folder / "metrics.json",
+        {"task": args.task, "labels": list(data.label_names), "freeze": config.freeze, "steps": result.steps,
+         "seconds": result.seconds, "load_report": result.load_report, "metrics": summary, "baseline": baseline},
+    )  # fmt: skip
+    title = f"{args.task}, freeze={config.freeze}: accuracy {m['accuracy']:.3f}"
+    figure = _plot_confusion(m["confusion"], data.label_names, folder / "confusion_matrix.png", title)
+    print(f"wrote {folder / 'predictions.jsonl'}, {folder / 'metrics.json'}, {figure}")
+    return 0
+
+
+def cmd_finetune_qa(args: argparse.Namespace) -> int:
+    """``tfs finetune qa``: fine-tune for extractive QA on bAbI-style stories, print exact match and F1 against
+    the first-place-word baseline, write predictions.jsonl and metrics.json into --out."""
+    source, config, folder = _finetune_setup(args)
+    splits = finetune.qa_splits(task=args.qa_task, seed=args.seed)
+    try:
+        result = finetune.finetune_qa(source, splits, config)
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    m, b = result.metrics, result.baseline
+    print(_source_line(source, f"tfs finetune qa --qa-task {args.qa_task}", config, result))
+    print(
+        f"held-out exact match {m['exact_match']:.2f}% · F1 {m['f1']:.2f}% (first-place baseline: exact match "
+        f"{b['exact_match']:.2f}% · F1 {b['f1']:.2f}%) · {len(result.answers)} test questions"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(
+        folder / "predictions.jsonl",
+        [
+            {"story": e.story, "question": e.question, "answer": a, "prediction": p, "baseline": q}
+            for e, a, p, q in zip(splits.test, result.answers, result.predictions, result.baseline_predictions)
+        ],
+    )
+    _write_json(
+        folder / "metrics.json",
+        {"qa_task": args.qa_task, "freeze": config.freeze, "steps": result.steps, "seconds": result.seconds,
+         "load_report": result.load_report, "metrics": m, "baseline": b},
+    )  # fmt: skip
+    print(f"wrote {folder / 'predictions.jsonl'}, {folder / 'metrics.json'}")
+    return 0
+
+
+def _add_finetune_arguments(p: argparse.ArgumentParser, freeze_default: str) -> None:
+    p.add_argument(
+        "--from", dest="from_path", required=True, metavar="PATH",
+        help="the pre-trained encoder: a `tfs train bert` run folder or a Hugging Face BERT folder (config.json, "
+        "model.safetensors, vocab.txt), e.g. all-MiniLM-L6-v2",
+    )  # fmt: skip
+    p.add_argument(
+        "--freeze", choices=finetune.FREEZE_CHOICES, default=freeze_default,
+        help=f"encoder: train the head alone on cached encoder vectors; none: everything (default {freeze_default})",
+    )  # fmt: skip
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=_positive_int, help="optimizer steps (default: the recipe's, see --help)")
+    length.add_argument("--epochs", type=_positive, help="passes over the training set, instead of --steps")
+    p.add_argument("--lr", type=_positive, help="peak learning rate (default 3e-3 head alone, 1e-4 everything)")
+    p.add_argument("--batch-size", type=_positive_int, default=16, help="examples per step (default 16)")
+    p.add_argument("--max-len", type=_positive_int, help="tokens per example (default 64 classify, 128 qa)")
+    p.add_argument("--eval-every", type=_positive_int, help="validate every N steps (default: 5 times per run)")
+    p.add_argument("--seed", type=_count, default=0, help="random seed: head initialisation, batches, data (0)")
+    p.add_argument("--out", help="folder for predictions, metrics and figures (default runs/<timestamp>)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
 # ----------------------------------------------------------------------------------------------- the parser
 
 
@@ -831,7 +995,9 @@ def _add_generate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tfs", description="transformer_from_scratch: verify, tour, train, generate, evaluate.")
+    parser = _Parser(
+        prog="tfs", description="transformer_from_scratch: verify, tour, train, generate, evaluate, finetune."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--threads",
@@ -873,6 +1039,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_run", required=True, metavar="RUN", help="a run folder (or one checkpoint)")
     p.add_argument("--beam-size", type=_positive_int, default=1, help="beam width (reverse/copy/sort; default 1)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("finetune", help="fine-tune a pre-trained encoder: classify | qa (tfs finetune KIND --help)")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", parser_class=_Parser, required=True)
+    c = kinds.add_parser(
+        "classify", help="sentence classification: sentiment (reviews) or topic (Python documentation passages)",
+        description="tfs finetune classify: fine-tune an encoder for sentence classification and compare with the "
+        "majority-class baseline. Defaults: 1,000 head-only steps (--freeze encoder) or 150 full steps (none).",
+    )  # fmt: skip
+    c.add_argument("--task", choices=finetune.CLASSIFY_TASKS, required=True, help="sentiment or topic")
+    _add_finetune_arguments(c, "encoder")
+    c.add_argument("--pooling", choices=("mean", "cls"), default="mean", help="sentence vector (default mean)")
+    c.set_defaults(func=cmd_finetune_classify)
+    q = kinds.add_parser(
+        "qa", help="extractive QA on bAbI-style stories",
+        description="tfs finetune qa: fine-tune an encoder for extractive QA ([CLS] question [SEP] story [SEP]) and "
+        "compare with the first-place-word baseline. Default: 150 full steps.",
+    )  # fmt: skip
+    q.add_argument("--qa-task", type=int, choices=(1, 2), default=1, help="bAbI task 1 or 2 (default 1)")
+    _add_finetune_arguments(q, "none")
+    q.set_defaults(func=cmd_finetune_qa)
 
     p = sub.add_parser("verify", help="verify every module against the NumPy float64 reference")
     p.add_argument("--seed", type=_count, default=0, help="random seed for the check inputs (default 0)")

@@ -7,6 +7,8 @@
     translation.py  English ↔ French number words (vigesimal French, "et un", agreement of vingt/cent/mille)
     stories.py      bAbI-style stories (tasks 1–2) with extractive answers as character spans
     sentiment.py    short reviews whose labels depend on negation and contrast
+    topics.py       passages of the Python documentation labelled with their topic (text, files, network, math,
+                    devtools, language), split at the document level
     reports.py      short factual reports with one-sentence reference summaries
     batching.py     token ids -> training batches: language-model windows, padded sequences and (source, target)
                     pairs for teacher forcing
@@ -47,7 +49,7 @@ __all__ = [
     "SAMPLE_SIZE",
 ]
 
-from . import corpus, reports, sentiment, stories, translation  # noqa: E402
+from . import corpus, reports, sentiment, stories, topics, translation  # noqa: E402
 from ._common import Splits  # noqa: E402
 from .corpus import (  # noqa: E402
     Corpus,
@@ -75,6 +77,7 @@ from .sentiment import (  # noqa: E402
     write_sentiment_samples,
 )
 from .stories import QAExample, make_stories, make_story_splits, read_story_samples, write_story_samples  # noqa: E402
+from .topics import TOPICS, TopicExample, class_balance, make_topic_splits, topic_of  # noqa: E402
 from .translation import (  # noqa: E402
     NumberPair,
     SentencePair,
@@ -95,6 +98,7 @@ __all__ += [
     "stories",
     "sentiment",
     "reports",
+    "topics",
     "Splits",
     "Corpus",
     "CorpusStats",
@@ -132,6 +136,11 @@ __all__ += [
     "make_review_splits",
     "write_sentiment_samples",
     "read_sentiment_samples",
+    "TOPICS",
+    "TopicExample",
+    "topic_of",
+    "make_topic_splits",
+    "class_balance",
     "Report",
     "make_reports",
     "make_report_splits",

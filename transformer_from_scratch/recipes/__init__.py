@@ -4,6 +4,8 @@
     bert.py      train_bert(data, model_config, train_config) -> Run      a tiny BERT, MLM + NSP
     gpt.py       train_gpt(data, model_config, train_config) -> Run       a GPT language model on text
     xlnet.py     train_xlnet(data, model_config, train_config) -> Run     a tiny XLNet, permuted language modelling
+    finetune.py  a pre-trained encoder (a `tfs train bert` run or a Hugging Face BERT folder) fine-tuned for
+                 classification (sentiment, topic) or extractive QA (bAbI stories), against baselines
 
 Each recipe comes with the named steps that feed it — the data (``seq2seq_data``, ``prepare_bert_data``,
 ``load_lm_data``, ``prepare_xlnet_data``), the model (``seq2seq_model_config``, ``bert_model_config``,
@@ -15,7 +17,7 @@ folder back (``load_run``, ``evaluate_run``). The generic machinery (the trainer
 optimiser) lives in ``training/``; recipes are where it meets the models, the data and the metrics.
 """
 
-from . import bert, gpt, runs, saved, seq2seq, xlnet
+from . import bert, finetune, gpt, runs, saved, seq2seq, xlnet
 from .bert import BertReport, bert_model_config, bert_train_config, prepare_bert_data, train_bert
 from .gpt import LMReport, gpt_model_config, gpt_train_config, load_lm_data, train_gpt
 from .runs import Run, make_run_folder
@@ -24,6 +26,7 @@ from .xlnet import XLNetReport, prepare_xlnet_data, train_xlnet, xlnet_model_con
 
 __all__ = [
     "bert",
+    "finetune",
     "gpt",
     "runs",
     "saved",
