@@ -81,7 +81,7 @@ from ..heads import best_span
 from ..models.bert_tasks import BertForQuestionAnswering, BertForSequenceClassification
 from ..tokenizers.base import EncodedBatch, Tokenizer
 from ..tokenizers.wordpiece import WordPieceTokenizer
-from ..training import TrainConfig, Trainer, seed_everything
+from ..training import History, TrainConfig, Trainer, seed_everything
 from ..training.finetune import extract_features, finetune_param_groups, fit_head, fit_restoring_best, freeze
 from .runs import RunFolderError
 from .saved import load_run
@@ -516,6 +516,20 @@ def _train_config(config: FinetuneConfig, steps: int, *, evaluate: bool) -> Trai
     )
 
 
+def _fit_whole_model(model: nn.Module, config: FinetuneConfig, steps: int, loss_fn, train_batches, evaluate) -> History:
+    """Train the trainable parameters of ``model`` with the Trainer (AdamW groups of ``finetune_param_groups``,
+    warm-up + cosine), evaluating every ``config.eval_every`` steps, and end with the best evaluation's weights in
+    eval mode."""
+    groups = finetune_param_groups(model, lr=config.resolved_lr)
+    trainer = Trainer(
+        model, _train_config(config, steps, evaluate=True), loss_fn=loss_fn, train_batches=train_batches,
+        evaluate=evaluate, param_groups=groups,
+    )  # fmt: skip
+    history = fit_restoring_best(trainer)
+    model.eval()
+    return history
+
+
 def classification_metrics(labels: Sequence[int], predictions: Sequence[int], label_names: Sequence[str]) -> dict:
     """accuracy, macro_f1, per_class {name: {precision, recall, f1, support}} and confusion (C, C) (rows: true
     class, columns: predicted; classes in ``label_names`` order, ids 0 … C-1)."""
@@ -606,13 +620,7 @@ def finetune_classifier(
                 "val_accuracy": float((logits.argmax(-1) == labels["validation"]).float().mean()),
             }
 
-        groups = finetune_param_groups(model, lr=config.resolved_lr)
-        trainer = Trainer(
-            model, _train_config(config, steps, evaluate=True), loss_fn=loss_fn, train_batches=train_batches,
-            evaluate=evaluate, param_groups=groups,
-        )  # fmt: skip
-        history = fit_restoring_best(trainer)
-        model.eval()
+        history = _fit_whole_model(model, config, steps, loss_fn, train_batches, evaluate)
         predictions = _class_logits(model, enc["test"]).argmax(-1).tolist()
     test_labels = data.test.labels
     baseline = majority_class_baseline(data.train.labels, len(test_labels))
@@ -726,13 +734,7 @@ def finetune_qa(
         em = metrics.squad_scores(texts, [e.answer for e in val.examples])["exact_match"]
         return {"val_loss": total / len(val), "val_exact_match": em}
 
-    groups = finetune_param_groups(model, lr=config.resolved_lr)
-    trainer = Trainer(
-        model, _train_config(config, steps, evaluate=True), loss_fn=loss_fn, train_batches=train_batches,
-        evaluate=evaluate, param_groups=groups,
-    )  # fmt: skip
-    history = fit_restoring_best(trainer)
-    model.eval()
+    history = _fit_whole_model(model, config, steps, loss_fn, train_batches, evaluate)
     test = qa["test"]
     predictions, _, _ = predict_answers(model, tokenizer, test, max_answer_len=config.max_answer_len)
     answers = [e.answer for e in test.examples]
