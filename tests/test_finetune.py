@@ -371,6 +371,22 @@ def test_the_articles_snippet_runs_with_our_classes_and_learns(tmp_path):
     assert not model.training
 
 
+def test_fit_classifier_trains_under_bfloat16_autocast_step_by_step(tmp_path):
+    """autocast="bf16" enters autocast at every step: the weights each step uses are the updated ones, so the
+    model learns the one-word task as in float32 (wrapping the whole call in one autocast region would not)."""
+    path = local_checkpoint(tmp_path / "checkpoint")
+    tokenizer = WordPieceTokenizer.from_vocab_file(path / "vocab.txt")
+    (train_texts, train_labels), (test_texts, test_labels) = reviews(96, seed=0), reviews(200, seed=1)
+    with pytest.warns(UserWarning, match="head"):
+        model = BertForSequenceClassification.from_pretrained(path, n_labels=2)
+    encodings = tokenizer.encode_batch(train_texts, truncation=True, max_len=16, add_special_tokens=True)
+    fit_classifier(model, encodings, train_labels, epochs=12, batch_size=16, lr=3e-3, autocast="bf16")
+    test = tokenizer.encode_batch(test_texts, truncation=True, max_len=16, add_special_tokens=True)
+    assert next(model.parameters()).dtype == torch.float32  # the weights stay float32; only the products are bf16
+    accuracy = (predict_classes(model, test) == torch.tensor(test_labels)).float().mean().item()
+    assert accuracy >= 0.95, accuracy
+
+
 def test_fit_classifier_with_validation_restores_the_best_epoch():
     model = classifier(n_labels=2, dropout=0.0)
     enc = random_encodings(32, 6, seed=7)

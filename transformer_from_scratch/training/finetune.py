@@ -352,6 +352,7 @@ def fit_classifier(
     freeze: str = "none",
     seed: int = 0,
     progress: bool = False,
+    autocast: str | None = None,
 ) -> History:
     """``model.fit(encodings, labels)`` for a ``BertForSequenceClassification``: train it in place, return the history.
 
@@ -361,7 +362,10 @@ def fit_classifier(
     of the steps, then cosine to 0, peak ``lr`` (BERT's 5e-5 for a pre-trained encoder); gradient clipping at
     1.0. ``freeze``: a :func:`freeze` mode. With ``validation=(encodings, labels)`` the model is evaluated after
     every epoch (``val_loss``, ``val_accuracy``) and ends with the weights of the epoch of lowest ``val_loss``.
-    The model is left in eval mode.
+    The model is left in eval mode. ``autocast`` ("bf16" / "fp16" / None): mixed precision for the training
+    steps, entered afresh by the trainer at every step — do not wrap the whole call in one ``torch.autocast``
+    region instead: autocast keeps its low-precision copy of each weight until the region ends, so every step would
+    run on the first step's weights (unless ``cache_enabled=False``).
     """
     encodings = _check_encodings("encodings", encodings)
     n = len(encodings)
@@ -397,6 +401,7 @@ def fit_classifier(
         early_stopping_metric="val_loss",
         progress=progress,
         seed=seed,
+        autocast=autocast,
     )
 
     def loss_fn(m, batch):
