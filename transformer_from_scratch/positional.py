@@ -6,6 +6,8 @@ Three ways to tell the model where each token sits, each a thin module over a ta
     LearnedPositionalEmbedding     x + P[pos], a trained table — BERT, GPT-2
     RotaryEmbedding                rotates q and k by position-dependent angles inside attention — Su et al. 2021
     relative_sinusoids             sinusoids of the distance i − j, read by XLNet's attention — Dai et al. 2019
+    RelativePositionBias           a learned scalar per head and *bucket* of the distance j − i, added to the
+                                   attention scores — T5, Raffel et al. 2020 §2.1 (relative_position_bucket)
 
 ``positions`` is an integer tensor of shape (T,), (1, T) or (B, T) — the same positions for every sequence,
 or one row per sequence (left padding, packed sequences, decoding with a KV cache). ``None`` means
@@ -18,6 +20,8 @@ otherwise survive a later ``.double()``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -27,6 +31,8 @@ from ._validation import check_all, is_compiling
 __all__ = [
     "sinusoidal_table",
     "relative_sinusoids",
+    "relative_position_bucket",
+    "RelativePositionBias",
     "SinusoidalPositionalEncoding",
     "LearnedPositionalEmbedding",
     "RotaryEmbedding",
@@ -113,6 +119,83 @@ def relative_sinusoids(distances: Tensor, d_model: int) -> Tensor:
     omega = 1.0 / 10000.0 ** (torch.arange(0, d_model, 2, dtype=torch.float64, device=distances.device) / d_model)
     angles = distances.to(torch.float64)[:, None] * omega  # (K, 1) · (D/2,) -> (K, D/2)
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)  # (K, D)
+
+
+def relative_position_bucket(
+    relative_position: Tensor, *, bidirectional: bool, num_buckets: int = 32, max_distance: int = 128
+) -> Tensor:
+    r"""The bucket of each relative position r = j − i (key minus query) — T5, Raffel et al. 2020 §2.1.
+
+    Near distances get a bucket each, far ones share logarithmically wider buckets, and everything at or beyond
+    ``max_distance`` falls into the last one. With ``bidirectional=True`` (an encoder) half of the buckets are for
+    keys to the left (r ≤ 0), half for keys to the right (r > 0, offset nb = num_buckets / 2) and n = |r|; with
+    ``bidirectional=False`` (a causal decoder) all buckets are for the left, n = max(−r, 0), so every key to the
+    right (which the causal mask hides anyway) shares bucket 0 with r = 0. Then, with exact = nb / 2::
+
+        bucket(n) = n                                                           n < exact
+                  = min(nb − 1, exact + ⌊log(n / exact) / log(max_distance / exact) · (nb − exact)⌋)   otherwise
+
+    Shapes: relative_position (...) integer -> (...) long buckets in [0, num_buckets). The logarithm is taken in
+    float32, as in T5's released code and Hugging Face's, so the buckets agree with checkpoints trained with it.
+    """
+    if relative_position.is_floating_point() or relative_position.dtype == torch.bool:
+        raise TypeError(f"relative_position must be an integer tensor, got {relative_position.dtype}")
+    _check_positive_int("num_buckets", num_buckets)
+    _check_positive_int("max_distance", max_distance)
+    nb = num_buckets // 2 if bidirectional else num_buckets
+    exact = nb // 2
+    if exact < 1 or max_distance <= exact:
+        raise ValueError(
+            f"num_buckets={num_buckets} and max_distance={max_distance}: need at least 4 buckets (2 when not "
+            f"bidirectional) and max_distance > the {exact} exact buckets"
+        )
+    r = relative_position.long()
+    if bidirectional:
+        offset = (r > 0).long() * nb  # keys to the right use the upper half of the buckets
+        n = r.abs()
+    else:
+        offset = torch.zeros_like(r)
+        n = (-r).clamp(min=0)  # distance to a key on the left; keys on the right count as distance 0
+    # float32 logarithm, as T5; log(max(n, 1)) keeps n = 0 finite (those n are exact buckets anyway).
+    scaled = torch.log(n.clamp(min=1).float() / exact) / math.log(max_distance / exact) * (nb - exact)
+    far = (exact + scaled.long()).clamp(max=nb - 1)  # truncation toward zero, as int() / .to(long)
+    return offset + torch.where(n < exact, n, far)
+
+
+class RelativePositionBias(nn.Module):
+    """bias[h, i, j] = E[bucket(j − i), h]: a learned scalar per head and distance bucket, added to the attention
+    scores (T5). One instance serves every layer of a stack (T5 keeps it in the first block and shares it).
+
+    ``forward(T, S, *, query_offset=0)`` -> (1, H, T, S) for queries at positions query_offset … query_offset+T−1
+    and keys at 0 … S−1 (a decoder with a KV cache passes the number of cached positions as ``query_offset``).
+    """
+
+    def __init__(self, n_heads: int, *, bidirectional: bool, num_buckets: int = 32, max_distance: int = 128):
+        super().__init__()
+        _check_positive_int("n_heads", n_heads)
+        relative_position_bucket(
+            torch.zeros(1, dtype=torch.long),
+            bidirectional=bidirectional,
+            num_buckets=num_buckets,
+            max_distance=max_distance,
+        )  # fmt: skip  (validates)
+        self.n_heads, self.bidirectional = n_heads, bidirectional
+        self.num_buckets, self.max_distance = num_buckets, max_distance
+        self.embedding = nn.Embedding(num_buckets, n_heads)  # (num_buckets, H)
+
+    def extra_repr(self) -> str:
+        kind = "bidirectional" if self.bidirectional else "causal"
+        return f"n_heads={self.n_heads}, {kind}, num_buckets={self.num_buckets}, max_distance={self.max_distance}"
+
+    def forward(self, t: int, s: int, *, query_offset: int = 0) -> Tensor:
+        device = self.embedding.weight.device
+        queries = torch.arange(query_offset, query_offset + t, device=device)  # (T,)
+        keys = torch.arange(s, device=device)  # (S,)
+        relative = keys[None, :] - queries[:, None]  # (1, S) - (T, 1) -> (T, S): r = j − i
+        buckets = relative_position_bucket(
+            relative, bidirectional=self.bidirectional, num_buckets=self.num_buckets, max_distance=self.max_distance
+        )  # (T, S)
+        return self.embedding(buckets).permute(2, 0, 1).unsqueeze(0)  # (T, S, H) -> (1, H, T, S)
 
 
 class SinusoidalPositionalEncoding(nn.Module):

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-__all__ = ["sinusoidal_table", "rope"]
+__all__ = ["sinusoidal_table", "rope", "relative_position_bucket"]
 
 
 def sinusoidal_table(max_len: int, d_model: int) -> np.ndarray:
@@ -44,3 +44,20 @@ def rope(x, positions, theta: float = 10000.0, convention: str = "half") -> np.n
             rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
             out[idx + (a,)], out[idx + (b,)] = rotation @ np.array([x[idx + (a,)], x[idx + (b,)]])
     return out
+
+
+def relative_position_bucket(relative_position: int, bidirectional: bool, num_buckets: int, max_distance: int) -> int:
+    """T5's bucket of one relative position r = j − i (Raffel et al. 2020 §2.1), case by case, in float64."""
+    nb = num_buckets // 2 if bidirectional else num_buckets
+    exact = nb // 2
+    offset = 0
+    if bidirectional:
+        if relative_position > 0:
+            offset = nb  # a key to the right
+        n = abs(relative_position)
+    else:
+        n = max(-relative_position, 0)
+    if n < exact:
+        return offset + n
+    far = exact + int(math.log(n / exact) / math.log(max_distance / exact) * (nb - exact))
+    return offset + min(far, nb - 1)
