@@ -1,9 +1,11 @@
 """BLEU and ROUGE: cases worked out by hand, then equality with the reference packages on seeded random cases.
 
 The oracles are sacreBLEU (``sacrebleu.corpus_bleu`` / ``sentence_bleu`` and its 13a tokenizer) and Google's
-``rouge_score.rouge_scorer.RougeScorer``; both are test-only dependencies (the dev extra). The random sentences mix
-words, punctuation, numbers with "." "," and "-", HTML entities, unicode words ("café", "naïve", "北京", "İstanbul"),
-odd white space, empty strings and single tokens, so every branch of the tokenisers and of the smoothing runs.
+``rouge_score.rouge_scorer.RougeScorer`` (and its tokenizer, whose stemmer is NLTK's Porter stemmer); both are
+test-only dependencies (the dev extra). The random sentences mix words, inflected words, punctuation, numbers with
+"." "," and "-", HTML entities, unicode words ("café", "naïve", "北京", "İstanbul"), odd white space, empty strings
+and single tokens, so every branch of the tokenisers, of the smoothing and of the stemmer runs. The Porter stemmer
+is also compared word by word on a few thousand words built from its own suffix tables.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import random
 
 import pytest
 import sacrebleu
-from rouge_score import rouge_scorer
+from rouge_score import rouge_scorer, tokenizers
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 from transformer_from_scratch.metrics import (
+    _PORTER_EXCEPTIONS,
     corpus_bleu,
+    porter_stem,
     rouge_l,
     rouge_n,
     rouge_scores,
@@ -31,6 +35,7 @@ SMOOTHINGS = ["exp", "floor", "add-k", "none"]
 N_CASES = 200
 
 _WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "runs", "The", "Cat", "x", "K", "Über", "Straße"]
+_INFLECTED = ["running", "cats", "happiness", "relational", "agreed", "flies", "dying", "hopping", "Sitting", "mats"]
 _ODD = ["café", "naïve", "北京", "İstanbul", "3.14", "1,000", "2-3", "$5", "e-mail", "don't", "&amp;", "&quot;"]
 _PUNCT = ["(", ")", ",", ".", "!", "?", ";", "-", "<skipped>", "/", "…"]
 _GAPS = [" ", " ", " ", "", "  ", "\t", "\u00a0", "\n"]
@@ -38,7 +43,7 @@ _GAPS = [" ", " ", " ", "", "  ", "\t", "\u00a0", "\n"]
 
 def _sentence(rng: random.Random) -> str:
     length = rng.choice([0, 0, 1, 1, 2, 3, 4, 6, 9, 14])  # empty and one-token sentences on purpose
-    pool = rng.choice([_WORDS, _WORDS + _ODD + _PUNCT])
+    pool = rng.choice([_WORDS, _WORDS + _ODD + _PUNCT, _WORDS + _INFLECTED])
     return "".join(rng.choice(pool) + rng.choice(_GAPS) for _ in range(length))
 
 
@@ -189,14 +194,63 @@ def test_rouge_worked_examples():
 
 def test_rouge_tokenize_keeps_ascii_letters_and_digits_only():
     assert rouge_tokenize("Café au lait, 3.14 北京!") == ["caf", "au", "lait", "3", "14"]
+    # stemming touches only tokens longer than 3 characters: "cats" -> "cat", "was" stays
+    assert rouge_tokenize("Cats was running", use_stemmer=True) == ["cat", "was", "run"]
+
+
+def test_stemming_lets_rouge_match_inflected_forms():
+    # "cats running" vs "cat runs": no token in common as written; stemmed, both read "cat run" -> P = R = F = 1
+    assert rouge_n("cats running", "cat runs", 1) == (0.0, 0.0, 0.0)
+    assert rouge_n("cats running", "cat runs", 1, use_stemmer=True) == (1.0, 1.0, 1.0)
+    # "cats ran" vs "cat runs": "ran" has 3 characters and is never stemmed, so only "cat" matches: 1/2 each
+    assert rouge_n("cats ran", "cat runs", 1, use_stemmer=True) == pytest.approx((0.5, 0.5, 0.5), abs=TOL)
+
+
+# ------------------------------------------------------------------------------------------ Porter stemmer
+
+
+def test_porter_stem_on_the_papers_examples():
+    # Porter (1980), steps 1a-5b, plus NLTK's extensions (a 4-letter "ies" word -> "ie", irregular "dying")
+    examples = {
+        "caresses": "caress", "ponies": "poni", "cats": "cat", "feed": "feed", "agreed": "agre",
+        "plastered": "plaster", "motoring": "motor", "sing": "sing", "conflated": "conflat", "hopping": "hop",
+        "falling": "fall", "filing": "file", "happy": "happi", "relational": "relat", "conditional": "condit",
+        "triplicate": "triplic", "goodness": "good", "adjustment": "adjust", "adoption": "adopt",
+        "controlling": "control", "rate": "rate", "ties": "tie", "dying": "die", "sky": "sky",
+        "generalization": "gener",
+    }  # fmt: skip
+    assert {w: porter_stem(w) for w in examples} == examples
+
+
+def test_porter_stem_equals_the_stemmer_inside_rouge_score():
+    # words built to reach every rule: a random short stem and up to three suffixes from the rule tables
+    # the suffixes of Porter's rules and of NLTK's additions, written out here (not read from the module's tables,
+    # so that a rule missing there still shows up), plus a few chains that only a second pass of step 2 reaches
+    suffixes = """s sses ies ss ied eed ed ing at bl iz y ational tional enci anci izer abli bli alli entli eli ousli
+        ization ation ator alism iveness fulness ousness aliti iviti biliti fulli logi icate ative alize iciti ical ful
+        ness al ance ence er ic able ible ant ement ment ent ion ou ism ate iti ous ive ize e ll ationalli tionalli
+        """.split()
+    rng, theirs = random.Random(1980), tokenizers.DefaultTokenizer(use_stemmer=True)
+    words = {"".join(rng.choice("aeiouybcdlstrnmwxz") for _ in range(rng.randint(1, 5))) for _ in range(500)}
+    words |= {w + "".join(rng.choice(suffixes) for _ in range(rng.randint(1, 3))) for w in list(words) * 8}
+    words |= set(_PORTER_EXCEPTIONS)
+    long_words = sorted(w for w in words if len(w) > 3)  # rouge-score stems only these
+    assert len(long_words) > 2000
+    mismatches = [(w, porter_stem(w), theirs.tokenize(w)) for w in long_words if [porter_stem(w)] != theirs.tokenize(w)]
+    assert mismatches == []
 
 
 # ------------------------------------------------------------------------------------ ROUGE vs rouge-score
 
 
-def test_rouge_1_2_l_equal_rouge_score_on_random_pairs():
-    rng, scorer = random.Random(2004), rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
-    ours_of = {"rouge1": lambda p, r: rouge_n(p, r, 1), "rouge2": lambda p, r: rouge_n(p, r, 2), "rougeL": rouge_l}
+@pytest.mark.parametrize("stem", [False, True])
+def test_rouge_1_2_l_equal_rouge_score_on_random_pairs(stem):
+    rng, scorer = random.Random(2004), rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=stem)
+    ours_of = {
+        "rouge1": lambda p, r: rouge_n(p, r, 1, use_stemmer=stem),
+        "rouge2": lambda p, r: rouge_n(p, r, 2, use_stemmer=stem),
+        "rougeL": lambda p, r: rouge_l(p, r, use_stemmer=stem),
+    }
     worst = dict.fromkeys(ours_of, 0.0)
     for _ in range(N_CASES):
         prediction, reference = _sentence(rng), _sentence(rng)
@@ -207,11 +261,12 @@ def test_rouge_1_2_l_equal_rouge_score_on_random_pairs():
     assert max(worst.values()) <= TOL, worst
 
 
-def test_rouge_scores_is_the_mean_of_rouge_score_over_pairs():
-    rng, scorer = random.Random(5), rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
+@pytest.mark.parametrize("stem", [False, True])
+def test_rouge_scores_is_the_mean_of_rouge_score_over_pairs(stem):
+    rng, scorer = random.Random(5), rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=stem)
     predictions, references = [_sentence(rng) for _ in range(40)], [_sentence(rng) for _ in range(40)]
     per_pair = [scorer.score(r, p) for p, r in zip(predictions, references)]
-    got = rouge_scores(predictions, references)
+    got = rouge_scores(predictions, references, use_stemmer=stem)
     for name in ("rouge1", "rouge2", "rougeL"):
         for field in ("precision", "recall", "fmeasure"):
             want = sum(getattr(s[name], field) for s in per_pair) / len(per_pair)
