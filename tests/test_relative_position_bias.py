@@ -128,3 +128,17 @@ def test_bucket_errors(kwargs, error, match):
     call = {"relative_position": torch.tensor([1]), "bidirectional": True, **kwargs}
     with pytest.raises(error, match=match):
         relative_position_bucket(call.pop("relative_position"), **call)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda b: b(0, 3), ValueError, "t must be"),
+        (lambda b: b(2, 3, query_offset=-1), ValueError, "query_offset must be an integer ≥ 0"),
+        (lambda b: relative_position_bucket([1, 2], bidirectional=True), TypeError, "got list"),
+        (lambda b: RelativePositionBias(2, bidirectional=True, num_buckets=2), ValueError, "at least 4 buckets"),
+    ],
+)
+def test_bias_module_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(RelativePositionBias(2, bidirectional=False, num_buckets=8, max_distance=20))

@@ -121,6 +121,20 @@ def relative_sinusoids(distances: Tensor, d_model: int) -> Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)  # (K, D)
 
 
+def _bucket_sizes(bidirectional: bool, num_buckets: int, max_distance: int) -> tuple[int, int]:
+    """(nb, exact): the buckets of one direction and how many of them are exact — validated."""
+    _check_positive_int("num_buckets", num_buckets)
+    _check_positive_int("max_distance", max_distance)
+    nb = num_buckets // 2 if bidirectional else num_buckets
+    exact = nb // 2
+    if exact < 1 or max_distance <= exact:
+        raise ValueError(
+            f"num_buckets={num_buckets} and max_distance={max_distance}: need at least 4 buckets (2 when not "
+            f"bidirectional) and max_distance > the {exact} exact buckets"
+        )
+    return nb, exact
+
+
 def relative_position_bucket(
     relative_position: Tensor, *, bidirectional: bool, num_buckets: int = 32, max_distance: int = 128
 ) -> Tensor:
@@ -138,17 +152,14 @@ def relative_position_bucket(
     Shapes: relative_position (...) integer -> (...) long buckets in [0, num_buckets). The logarithm is taken in
     float32, as in T5's released code and Hugging Face's, so the buckets agree with checkpoints trained with it.
     """
-    if relative_position.is_floating_point() or relative_position.dtype == torch.bool:
-        raise TypeError(f"relative_position must be an integer tensor, got {relative_position.dtype}")
-    _check_positive_int("num_buckets", num_buckets)
-    _check_positive_int("max_distance", max_distance)
-    nb = num_buckets // 2 if bidirectional else num_buckets
-    exact = nb // 2
-    if exact < 1 or max_distance <= exact:
-        raise ValueError(
-            f"num_buckets={num_buckets} and max_distance={max_distance}: need at least 4 buckets (2 when not "
-            f"bidirectional) and max_distance > the {exact} exact buckets"
-        )
+    if (
+        not isinstance(relative_position, Tensor)
+        or relative_position.is_floating_point()
+        or (relative_position.dtype == torch.bool)
+    ):
+        got = relative_position.dtype if isinstance(relative_position, Tensor) else type(relative_position).__name__
+        raise TypeError(f"relative_position must be an integer tensor, got {got}")
+    nb, exact = _bucket_sizes(bidirectional, num_buckets, max_distance)
     r = relative_position.long()
     if bidirectional:
         offset = (r > 0).long() * nb  # keys to the right use the upper half of the buckets
@@ -173,12 +184,7 @@ class RelativePositionBias(nn.Module):
     def __init__(self, n_heads: int, *, bidirectional: bool, num_buckets: int = 32, max_distance: int = 128):
         super().__init__()
         _check_positive_int("n_heads", n_heads)
-        relative_position_bucket(
-            torch.zeros(1, dtype=torch.long),
-            bidirectional=bidirectional,
-            num_buckets=num_buckets,
-            max_distance=max_distance,
-        )  # fmt: skip  (validates)
+        _bucket_sizes(bidirectional, num_buckets, max_distance)
         self.n_heads, self.bidirectional = n_heads, bidirectional
         self.num_buckets, self.max_distance = num_buckets, max_distance
         self.embedding = nn.Embedding(num_buckets, n_heads)  # (num_buckets, H)
@@ -188,6 +194,10 @@ class RelativePositionBias(nn.Module):
         return f"n_heads={self.n_heads}, {kind}, num_buckets={self.num_buckets}, max_distance={self.max_distance}"
 
     def forward(self, t: int, s: int, *, query_offset: int = 0) -> Tensor:
+        _check_positive_int("t", t)
+        _check_positive_int("s", s)
+        if isinstance(query_offset, bool) or not isinstance(query_offset, int) or query_offset < 0:
+            raise ValueError(f"query_offset must be an integer ≥ 0 (cached positions), got {query_offset!r}")
         device = self.embedding.weight.device
         queries = torch.arange(query_offset, query_offset + t, device=device)  # (T,)
         keys = torch.arange(s, device=device)  # (S,)
