@@ -35,7 +35,7 @@ def randn(g, *shape, dtype=torch.float64, scale=1.0):
     return torch.randn(*shape, generator=g, dtype=torch.float64).mul(scale).to(dtype)
 
 
-def reference_sdpa(q, k, v, allowed=None, bias=None):
+def reference_sdpa(q, k, v, allowed=None, bias=None, scale=None):
     """Reference output and weights as float64 tensors (inputs taken at their own precision)."""
     out, w = ref.scaled_dot_product_attention(
         np64(q),
@@ -44,6 +44,7 @@ def reference_sdpa(q, k, v, allowed=None, bias=None):
         allowed=None if allowed is None else allowed.numpy(),
         bias=None if bias is None else np64(bias),
         return_weights=True,
+        scale=scale,
     )
     return torch.from_numpy(out), torch.from_numpy(w)
 
@@ -218,6 +219,25 @@ def test_scaling_is_one_over_sqrt_d_head(gen):
     _, w = tf.scaled_dot_product_attention(q, k, v, return_weights=True)
     expected = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(4), dim=-1)
     assert_close(w, expected, **F64)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.3])
+def test_scale_replaces_one_over_sqrt_d_head(gen, scale):
+    """scale=c gives softmax(c · q·k + bias) (T5: c = 1), equal to the reference and to the written-out formula."""
+    q, k, v = randn(gen, 2, 3, 4), randn(gen, 2, 5, 4), randn(gen, 2, 5, 3)
+    bias = randn(gen, 3, 5)
+    out, w = tf.scaled_dot_product_attention(q, k, v, bias=bias, scale=scale, return_weights=True)
+    assert_close(w, torch.softmax(scale * (q @ k.transpose(-2, -1)) + bias, dim=-1), **F64)
+    ref_out, ref_w = reference_sdpa(q, k, v, None, bias, scale=scale)
+    assert_close(out, ref_out, **F64)
+    assert_close(w, ref_w, **F64)
+
+
+@pytest.mark.parametrize("scale", [0, -1.0, True, "1"])
+def test_error_bad_scale(gen, scale):
+    q = randn(gen, 2, 3, 4)
+    with pytest.raises(ValueError, match="scale"):
+        tf.scaled_dot_product_attention(q, q, q, scale=scale)
 
 
 # ---- scaled_dot_product_attention: the PyTorch oracle -------------------------------------------------

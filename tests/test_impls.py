@@ -89,6 +89,25 @@ def test_attention_with_keys_and_values_shared_by_the_heads(impl):
     assert_same_function(attention, [q, k, v], impl)
 
 
+@pytest.mark.parametrize("impl", OTHERS)
+@pytest.mark.parametrize("return_weights", [False, True])
+def test_attention_with_a_scale_is_one_function(impl, return_weights):
+    """scale= (T5: 1, no 1/√Dh) reaches every implementation, with the padding mask and a bias."""
+    q, k, v, bias = randn(21, 2, 3, 5, 4), randn(22, 2, 3, 6, 4), randn(23, 2, 3, 6, 4), randn(24, 1, 3, 5, 6)
+    allowed = torch.arange(6) < torch.tensor([[[[6]]], [[[4]]]])  # (B,1,1,S)
+
+    def attention(q, k, v, bias, impl):
+        out = tf.scaled_dot_product_attention(
+            q, k, v, allowed=allowed, bias=bias, scale=1.0, return_weights=return_weights, impl=impl
+        )
+        return out
+
+    assert_same_function(attention, [q, k, v, bias], impl)
+    unscaled = attention(q, k, v, bias, impl)
+    default = tf.scaled_dot_product_attention(q, k, v, allowed=allowed, bias=bias, return_weights=return_weights)
+    assert not torch.allclose(unscaled[0] if return_weights else unscaled, default[0] if return_weights else default)
+
+
 def test_attention_dropout_draws_the_same_weights_in_plain_and_kernels():
     """With a generator, plain and kernels drop exactly the same weights (impl="torch" refuses a generator)."""
     q, k, v = randn(9, 2, 2, 6, 4), randn(10, 2, 2, 6, 4), randn(11, 2, 2, 6, 4)

@@ -200,10 +200,26 @@ def test_attention_with_a_cache_equals_causal_self_attention(convention):
     torch.testing.assert_close(torch.cat(outs, dim=1), full, rtol=1e-12, atol=1e-12)
 
 
-def test_attention_cache_refuses_cross_attention_and_mismatched_shapes():
+def test_cross_attention_cache_projects_the_memory_once_and_equals_recomputation():
+    """Cross-attention with a cache: the first call stores K, V of the memory; later calls reuse them (a different
+    memory of the same shape is not even read) and give what a call without a cache gives."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(8, 2, d_head=3, scale=1.0, bias=False).double()
+    memory, allowed = torch.randn(2, 5, 8, dtype=torch.float64), torch.rand(2, 1, 1, 5) < 0.8
+    cache = LayerKVCache()
+    for step in range(3):
+        x = torch.randn(2, 1, 8, dtype=torch.float64)
+        expected = mha(x, memory, allowed=allowed)
+        seen = memory if step == 0 else torch.zeros_like(memory)  # after the first call the memory is not read
+        got = mha(x, seen, allowed=allowed, kv_cache=cache)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+        assert cache.length == 5
+    with pytest.raises(ValueError, match="do not belong"):
+        mha(torch.randn(2, 1, 8, dtype=torch.float64), torch.randn(2, 4, 8, dtype=torch.float64), kv_cache=cache)
+
+
+def test_attention_cache_refuses_mismatched_shapes():
     mha = MultiHeadAttention(8, 2)
-    with pytest.raises(ValueError, match="self-attention"):
-        mha(torch.randn(1, 2, 8), torch.randn(1, 3, 8), kv_cache=LayerKVCache())
     with pytest.raises(TypeError, match="LayerKVCache"):
         mha(torch.randn(1, 2, 8), kv_cache=KVCache(1))
     cache = LayerKVCache()

@@ -19,7 +19,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from transformer_from_scratch import functional as tf
-from transformer_from_scratch.layers import FFN_ACTIVATIONS, FeedForward, LayerNorm, RMSNorm, TokenEmbedding
+from transformer_from_scratch.layers import FFN_ACTIVATIONS, GATED, FeedForward, LayerNorm, RMSNorm, TokenEmbedding
 from transformer_from_scratch.reference import layers as ref
 
 F64 = {"rtol": 1e-10, "atol": 1e-12}  # float64 torch vs float64 NumPy
@@ -49,7 +49,7 @@ def ffn_reference(ffn: FeedForward, x: torch.Tensor) -> torch.Tensor:
     def arr(p):
         return None if p is None else np64(p)
 
-    w3 = arr(ffn.w3.weight) if ffn.activation == "swiglu" else None
+    w3 = arr(ffn.w3.weight) if ffn.activation in GATED else None
     out = ref.feed_forward(
         np64(x), arr(ffn.w1.weight), arr(ffn.w1.bias), arr(ffn.w2.weight), arr(ffn.w2.bias), ffn.activation, w3
     )
@@ -259,6 +259,28 @@ def test_swiglu_matches_hugging_face_llama_mlp(gen):
         theirs.down_proj.weight.copy_(ours.w2.weight)
     x = randn(gen, 2, 6, 8)
     assert_close(ours(x), theirs(x), **F64)
+
+
+@pytest.mark.parametrize("kind", ["relu", "gated-gelu"])
+def test_t5_feed_forward_matches_hugging_face(gen, kind):
+    """relu = T5DenseActDense (wi, wo), gated_gelu = T5DenseGatedActDense (wi_0 inside the tanh GELU, wi_1 linear)."""
+    from transformers import T5Config
+    from transformers.models.t5.modeling_t5 import T5DenseActDense, T5DenseGatedActDense
+
+    config = T5Config(d_model=8, d_ff=20, feed_forward_proj=kind, dropout_rate=0.0)
+    gated = kind == "gated-gelu"
+    theirs = (T5DenseGatedActDense if gated else T5DenseActDense)(config).double().eval()
+    ours = randomise(FeedForward(8, 20, activation="gated_gelu" if gated else "relu", bias=False), gen)
+    with torch.no_grad():
+        if gated:
+            theirs.wi_0.weight.copy_(ours.w1.weight)
+            theirs.wi_1.weight.copy_(ours.w3.weight)
+        else:
+            theirs.wi.weight.copy_(ours.w1.weight)
+        theirs.wo.weight.copy_(ours.w2.weight)
+    x = randn(gen, 2, 6, 8)
+    assert_close(ours(x), theirs(x), **F64)
+    assert_close(ours(x), ffn_reference(ours, x), **F64)
 
 
 # ---- TokenEmbedding ----------------------------------------------------------------------------------------

@@ -14,7 +14,12 @@ rotates every head's queries and keys by their positions after the projections, 
 
 KV cache (incremental decoding): ``mha(x_new, kv_cache=cache)`` with a :class:`LayerKVCache` projects only the
 T new tokens, appends their keys and values to the S_past cached ones and lets the new queries attend to all
-S = S_past + T keys — see :class:`LayerKVCache`.
+S = S_past + T keys — see :class:`LayerKVCache`. In cross-attention, ``mha(x_new, memory, kv_cache=cache)`` computes
+the keys and values of the memory on the first call, stores them, and reuses them on every later call: the encoder
+output does not change while a decoder generates.
+
+T5 (Raffel et al. 2020) sizes its heads independently of the model width and does not scale the scores:
+``MultiHeadAttention(D, H, d_head=d_kv, scale=1.0, bias=False)`` — the projections then map D -> H·d_kv -> D.
 """
 
 from __future__ import annotations
@@ -35,7 +40,10 @@ class MultiHeadAttention(nn.Module):
 
     Args:
         d_model: model width D (input and output).
-        n_heads: number of heads H; D must be divisible by H, each head has width Dh = D / H.
+        n_heads: number of heads H; without ``d_head``, D must be divisible by H and each head has width Dh = D / H.
+        d_head: the width Dh of one head when it is not D / H (T5's ``d_kv``); q, k, v project D -> H·Dh and the
+            output projection H·Dh -> D.
+        scale: the factor c of the scores c · q·k (default 1/√Dh, Vaswani et al. 2017; T5 uses 1).
         bias: whether the four projections have a bias (``False`` for Llama-style blocks).
         dropout: dropout probability on the attention weights (training mode only).
         impl: the implementation of :func:`functional.scaled_dot_product_attention` to call: ``"plain"`` (the
@@ -54,24 +62,33 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
         impl: str = "plain",
         rotary: RotaryEmbedding | None = None,
+        d_head: int | None = None,
+        scale: float | None = None,
     ):
         super().__init__()
         if not isinstance(d_model, int) or d_model <= 0:
             raise ValueError(f"d_model must be a positive int, got {d_model!r}")
         if not isinstance(n_heads, int) or n_heads <= 0:
             raise ValueError(f"n_heads must be a positive int, got {n_heads!r}")
-        if d_model % n_heads != 0:
+        if d_head is not None and (isinstance(d_head, bool) or not isinstance(d_head, int) or d_head <= 0):
+            raise ValueError(f"d_head must be None (d_model / n_heads) or a positive int, got {d_head!r}")
+        if d_head is None and d_model % n_heads != 0:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
+            raise ValueError(f"scale must be None (1/√d_head) or a positive number, got {scale!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if impl not in tf.IMPLS:
             raise ValueError(f"impl must be one of {tf.IMPLS}, got {impl!r}")
-        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        self.d_model, self.n_heads = d_model, n_heads
+        self.d_head = d_model // n_heads if d_head is None else d_head
+        self.scale = None if scale is None else float(scale)  # None: 1/√Dh
         self.dropout, self.impl = dropout, impl
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)  # W^Q for all heads: (D) -> (H·Dh)
-        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W^O: (H·Dh) -> (D)
+        inner = n_heads * self.d_head  # H·Dh, = D unless d_head is given
+        self.q_proj = nn.Linear(d_model, inner, bias=bias)  # W^Q for all heads: (D) -> (H·Dh)
+        self.k_proj = nn.Linear(d_model, inner, bias=bias)
+        self.v_proj = nn.Linear(d_model, inner, bias=bias)
+        self.out_proj = nn.Linear(inner, d_model, bias=bias)  # W^O: (H·Dh) -> (D)
         if rotary is not None:
             if not isinstance(rotary, RotaryEmbedding):
                 raise TypeError(f"rotary must be a RotaryEmbedding or None, got {type(rotary).__name__}")
@@ -83,7 +100,8 @@ class MultiHeadAttention(nn.Module):
         self.rotary = rotary  # a submodule (or None): its caches follow .to(device)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, impl={self.impl!r}"
+        scale = "" if self.scale is None else f", scale={self.scale}"
+        return f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}{scale}, impl={self.impl!r}"
 
     def _check_inputs(self, x_q: Tensor, x_kv: Tensor) -> None:
         for name, x, proj in (("x_q", x_q, self.q_proj), ("x_kv", x_kv, self.k_proj)):
@@ -119,30 +137,45 @@ class MultiHeadAttention(nn.Module):
         ``x_q`` (default 0 … T-1), shared by queries and keys in self-attention. With ``x_kv`` given
         (cross-attention, or keys from a cache) pass the pair ``(query_positions, key_positions)``.
 
-        ``kv_cache`` (self-attention only): a :class:`LayerKVCache` holding the keys and values of the S_past
+        ``kv_cache`` in self-attention: a :class:`LayerKVCache` holding the keys and values of the S_past
         earlier positions. The new keys and values are appended to it (in place) and the T queries attend to
         all S = S_past + T keys, so ``allowed`` must broadcast to (B, H, T, S) — e.g.
         ``masks.causal_mask(T, S)``, bottom-right aligned; ``None`` lets every new query see every key, which is
         causal only for T = 1. With ``rotary``, ``positions`` (of the T new tokens) default to S_past … S - 1.
+
+        ``kv_cache`` in cross-attention (``x_kv`` given): when empty, the keys and values of ``x_kv`` are computed
+        and stored in it; when filled, they are taken from it and ``x_kv`` is not projected again (its batch and
+        length must match the stored keys).
         """
         cross = x_kv is not None
         x_kv = x_q if x_kv is None else x_kv
         self._check_inputs(x_q, x_kv)
         q_positions, k_positions = self._positions(positions, cross)
         if kv_cache is not None:
-            if cross:
-                raise ValueError("kv_cache is for self-attention (x_kv=None); cross-attention keys do not grow")
             if not isinstance(kv_cache, LayerKVCache):
                 raise TypeError(f"kv_cache must be a LayerKVCache or None, got {type(kv_cache).__name__}")
-            if self.rotary is not None and positions is None:  # the new tokens sit after the cached ones
+            if self.rotary is not None and positions is None and not cross:  # the new tokens sit after the cached ones
                 q_positions = k_positions = torch.arange(
                     kv_cache.length, kv_cache.length + x_q.shape[1], device=x_q.device
                 )  # (T,)
-        q, k, v = self._project(x_q, x_kv, cross)  # (B,H,T,Dh), (B,H,S,Dh), (B,H,S,Dh)
-        if self.rotary is not None:
-            q, k = self.rotary(q, k, q_positions, k_positions=k_positions)  # rotate, shapes unchanged
-        if kv_cache is not None:
-            k, v = kv_cache.update(k, v)  # (B,H,T,Dh) new -> (B,H,S_past+T,Dh): cached keys first, then the new ones
+        if cross and kv_cache is not None and kv_cache.length > 0:
+            # The memory's keys and values were computed on an earlier call: project only the queries.
+            if self.rotary is not None:
+                raise ValueError("rotary embeddings are not used in cross-attention with a cache")
+            if kv_cache.k.shape[0] != x_kv.shape[0] or kv_cache.length != x_kv.shape[1]:
+                raise ValueError(
+                    f"the cross-attention cache holds keys of shape {tuple(kv_cache.k.shape)}, which do not belong "
+                    f"to x_kv {tuple(x_kv.shape)}: batch and length must match (select() the cache with the rows)"
+                )
+            q, k, v = tf.split_heads(self.q_proj(x_q), self.n_heads), kv_cache.k, kv_cache.v  # (B,H,T,Dh), cached
+        else:
+            q, k, v = self._project(x_q, x_kv, cross)  # (B,H,T,Dh), (B,H,S,Dh), (B,H,S,Dh)
+            if self.rotary is not None:
+                q, k = self.rotary(q, k, q_positions, k_positions=k_positions)  # rotate, shapes unchanged
+            if kv_cache is not None:
+                # self-attention: (B,H,T,Dh) new -> (B,H,S_past+T,Dh), cached keys first, then the new ones;
+                # cross-attention: the memory's keys and values, stored once
+                k, v = kv_cache.update(k, v)
         out, weights = self._attend(q, k, v, allowed=allowed, bias=bias, return_weights=return_weights)
         out = self.out_proj(tf.merge_heads(out))  # (B,H,T,Dh) -> (B,T,D) -> (B,T,D)
         return (out, weights) if return_weights else out
@@ -165,11 +198,11 @@ class MultiHeadAttention(nn.Module):
             return tf.split_heads(q, h), tf.split_heads(k, h), tf.split_heads(v, h)  # (B,L,D) -> (B,H,L,Dh)
         packed = projs[1:] if cross else projs  # n = 2 (k, v) or 3 (q, k, v) projections of x_kv
         n = len(packed)
-        weight = torch.cat([p.weight for p in packed])  # n × (D, D) -> (n·D, D)
-        bias = None if packed[0].bias is None else torch.cat([p.bias for p in packed])  # (n·D,)
-        # Column j·D + h·Dh + e of the product is feature e of head h of projection j (within each projection,
+        weight = torch.cat([p.weight for p in packed])  # n × (H·Dh, D) -> (n·H·Dh, D)
+        bias = None if packed[0].bias is None else torch.cat([p.bias for p in packed])  # (n·H·Dh,)
+        # Column j·H·Dh + h·Dh + e of the product is feature e of head h of projection j (within each projection,
         # the layout of functional.split_heads). Cutting it with views keeps the backward pass to one copy:
-        # (B,S,n·D) -> (B,S,n,H,Dh) -> n × (B,S,H,Dh) -> n × (B,H,S,Dh)
+        # (B,S,n·H·Dh) -> (B,S,n,H,Dh) -> n × (B,S,H,Dh) -> n × (B,H,S,Dh)
         parts = F.linear(x_kv, weight, bias).unflatten(-1, (n, h, self.d_head)).unbind(2)
         heads = [part.transpose(1, 2) for part in parts]
         if cross:
@@ -198,7 +231,15 @@ class MultiHeadAttention(nn.Module):
     def _attend(self, q, k, v, *, allowed, bias, return_weights):
         p = self.dropout if self.training else 0.0
         result = tf.scaled_dot_product_attention(
-            q, k, v, allowed=allowed, bias=bias, dropout_p=p, return_weights=return_weights, impl=self.impl
+            q,
+            k,
+            v,
+            allowed=allowed,
+            bias=bias,
+            dropout_p=p,
+            return_weights=return_weights,
+            impl=self.impl,
+            scale=self.scale,
         )
         return result if return_weights else (result, None)
 

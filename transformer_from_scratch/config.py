@@ -26,7 +26,7 @@ from ._validation import (
 __all__ = ["IMPLS", "ACTIVATIONS", "NORMS", "BlockConfig", "TransformerConfig", "POSITIONALS"]
 
 IMPLS = ("plain", "kernels", "torch")  # the textbook code, ours with hand-written backward passes, PyTorch's built-ins
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "swiglu")  # see layers.FeedForward
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "swiglu", "gated_gelu")  # see layers.FeedForward
 NORMS = ("layer", "rms")  # LayerNorm (Ba et al. 2016) or RMSNorm (Zhang & Sennrich 2019), see blocks.make_norm
 POSITIONALS = ("sinusoidal", "learned")  # see positional.py
 
@@ -50,6 +50,8 @@ class BlockConfig:
     ``activation``: ``"relu"`` (the paper), ``"gelu"`` (exact, BERT), ``"gelu_tanh"`` (GPT-2) or ``"swiglu"``.
     ``norm``: ``"layer"`` or ``"rms"``, with ε = ``layer_norm_eps``; ``norm_first``: False = post-LN (the paper),
     True = pre-LN (Xiong et al. 2020). ``bias``: biases in the attention and feed-forward projections.
+    ``d_kv``: the width of one attention head when it is not D / H (T5; then D need not be divisible by H);
+    ``attention_scale``: the factor of the scores q·k (None: 1/√d_head; T5 uses 1).
     ``impl``: which implementation of the functional core the block's layers call — ``"plain"`` (the textbook
     code of ``functional.py``), ``"kernels"`` (hand-written backward passes, ``kernels.py``) or ``"torch"``
     (PyTorch's fused built-ins, ``fused.py``); all three compute the same numbers (``tests/test_impls.py``).
@@ -67,11 +69,18 @@ class BlockConfig:
     layer_norm_eps: float = 1e-5
     bias: bool = True
     impl: str = "plain"
+    d_kv: int | None = None
+    attention_scale: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "d_ff"):
             check_int(name, getattr(self, name), 1)
-        check_heads(self.d_model, self.n_heads)
+        if self.d_kv is None:
+            check_heads(self.d_model, self.n_heads)
+        else:
+            check_int("d_kv", self.d_kv, 1)
+        if self.attention_scale is not None:
+            check_positive_float("attention_scale", self.attention_scale)
         for name in ("dropout", "attention_dropout", "activation_dropout"):
             check_probability(name, getattr(self, name))
         check_choice("activation", self.activation, ACTIVATIONS)
@@ -83,8 +92,8 @@ class BlockConfig:
 
     @property
     def d_head(self) -> int:
-        """Width of one head, Dh = D / H."""
-        return self.d_model // self.n_heads
+        """Width of one head, Dh = D / H (or ``d_kv`` when given)."""
+        return self.d_model // self.n_heads if self.d_kv is None else self.d_kv
 
 
 # ---- the 2017 encoder–decoder ------------------------------------------------------------------------------------

@@ -145,6 +145,7 @@ def scaled_dot_product_attention(
     generator: torch.Generator | None = None,
     return_weights: bool = False,
     impl: str | None = None,
+    scale: float | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     r"""Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + bias) V — Vaswani et al. 2017, eq. (1).
 
@@ -158,15 +159,25 @@ def scaled_dot_product_attention(
     relative positions, ALiBi); -inf entries act like disallowed ones. ``dropout_p`` drops attention
     weights (inverted dropout, scaled by 1/(1-p)) using ``generator`` when given. The returned weights
     are the ones before dropout.
+
+    ``scale`` replaces the factor 1/√d_k when given: T5 uses ``scale=1.0`` (no scaling; Raffel et al. 2020 fold
+    1/√d_k into the initialisation of the query projection instead).
     """
     scores_shape = check_qkv(q, k, v)
     check_dropout_p(dropout_p)
     check_allowed(allowed, scores_shape)
     check_bias(bias, scores_shape)
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
+        raise ValueError(f"scale must be None (1/√d_k) or a positive number, got {scale!r}")
     impl = resolve_impl(impl)
     if impl != "plain":
-        return _MODULES[impl].scaled_dot_product_attention(q, k, v, allowed, bias, dropout_p, generator, return_weights)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (…,T,Dh)·(…,Dh,S) -> (…,T,S)
+        return _MODULES[impl].scaled_dot_product_attention(
+            q, k, v, allowed, bias, dropout_p, generator, return_weights, scale
+        )
+    if scale is None:
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (…,T,Dh)·(…,Dh,S) -> (…,T,S)
+    else:
+        scores = (q @ k.transpose(-2, -1)) * scale  # (…,T,S), e.g. scale = 1 in T5
     if bias is not None:
         scores = scores + bias
     weights = masked_softmax(scores, allowed, impl="plain")  # (…,T,S): each row sums to 1, or is all 0

@@ -48,7 +48,7 @@ def masked_softmax(scores: Tensor, allowed: Tensor | None = None, dim: int = -1)
     return weights.masked_fill(empty, 0.0)
 
 
-def scaled_dot_product_attention(q, k, v, allowed, bias, dropout_p, generator, return_weights):
+def scaled_dot_product_attention(q, k, v, allowed, bias, dropout_p, generator, return_weights, scale=None):
     """``F.scaled_dot_product_attention`` with the package's mask polarity and zero rows where nothing is allowed.
 
     The arguments are those of ``functional.scaled_dot_product_attention``, checked there.
@@ -62,7 +62,8 @@ def scaled_dot_product_attention(q, k, v, allowed, bias, dropout_p, generator, r
             'generator= needs impl="plain" or "kernels"'
         )
     if return_weights:
-        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (…,T,Dh)·(…,Dh,S) -> (…,T,S)
+        scores = torch.matmul(q, k.transpose(-2, -1))  # (…,T,Dh)·(…,Dh,S) -> (…,T,S)
+        scores = scores / math.sqrt(q.shape[-1]) if scale is None else scores * scale
         if bias is not None:
             scores = scores + bias
         weights = masked_softmax(scores, allowed)
@@ -74,7 +75,7 @@ def scaled_dot_product_attention(q, k, v, allowed, bias, dropout_p, generator, r
     attn_mask = allowed
     if bias is not None:
         attn_mask = bias if allowed is None else bias.masked_fill(~allowed, float("-inf"))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale)
     if allowed is not None:
         # A fully masked row is defined as zero here; some kernels (and older torch versions) give NaN.
         scores_shape = (*out.shape[:-1], k.shape[-2])

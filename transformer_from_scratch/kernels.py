@@ -111,8 +111,8 @@ def _additive_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
 class _Attention(torch.autograd.Function):
     r"""softmax(c · Q Kᵀ + bias, allowed) V as one autograd node, with the backward pass written out.
 
-    Per leading index (matrices Q (T, Dh), K (S, Dh), V (S, Dv)), with c = 1/√Dh, M the dropout mask scaled by
-    1/(1 - p) (all ones without dropout) and ⊙ the elementwise product:
+    Per leading index (matrices Q (T, Dh), K (S, Dh), V (S, Dv)), with c = 1/√Dh (or the caller's ``scale``), M the
+    dropout mask scaled by 1/(1 - p) (all ones without dropout) and ⊙ the elementwise product:
 
         S = c · Q Kᵀ + bias (disallowed entries -inf),   P = softmax(S) row by row,   O = (P ⊙ M) V
 
@@ -132,14 +132,14 @@ class _Attention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, allowed, bias, dropout_p: float, generator, return_weights: bool):
+    def forward(ctx, q, k, v, allowed, bias, dropout_p: float, generator, return_weights: bool, scale=None):
         autocast_dtype = _autocast_dtype(q.device.type)
         if autocast_dtype is not None and q.dtype != torch.float64:
             # Under autocast the products below would run in the lower precision anyway; casting first makes the
             # tensors kept for the backward pass (which runs outside autocast) agree with it in dtype.
             q, k, v = q.to(autocast_dtype), k.to(autocast_dtype), v.to(autocast_dtype)
         *lead, t, d_head = q.shape
-        s, scale = k.shape[-2], 1.0 / math.sqrt(d_head)
+        s, scale = k.shape[-2], (1.0 / math.sqrt(d_head) if scale is None else float(scale))
         q3, k3, v3 = q.reshape(-1, t, d_head), k.reshape(-1, s, d_head), v.reshape(-1, s, v.shape[-1])
         shared = allowed is not None and all(n == 1 for n in allowed.shape[:-2])  # one (T, S) mask for all
         if shared:
@@ -176,7 +176,7 @@ class _Attention(torch.autograd.Function):
         q_shape, k_shape, v_shape, bias_shape = ctx.shapes
         needs_q, needs_k, needs_v, _, needs_bias = ctx.needs_input_grad[:5]
         if g is None and g_weights is None:
-            return (None,) * 8
+            return (None,) * 9
         grad_v = None
         if g is not None:
             g3 = g.reshape(out.shape)  # G (N, T, Dv)
@@ -205,10 +205,10 @@ class _Attention(torch.autograd.Function):
         if needs_bias:
             shape, dtype = bias_shape  # (…,T,S) summed to the bias's own shape, in its own dtype
             grad_bias = grad_s.view(*q_shape[:-1], k_shape[-2]).sum_to_size(shape).to(dtype)
-        return grad_q, grad_k, grad_v, None, grad_bias, None, None, None
+        return grad_q, grad_k, grad_v, None, grad_bias, None, None, None, None
 
 
-def scaled_dot_product_attention(q, k, v, allowed, bias, dropout_p, generator, return_weights):
+def scaled_dot_product_attention(q, k, v, allowed, bias, dropout_p, generator, return_weights, scale=None):
     """:class:`_Attention` — the arguments of ``functional.scaled_dot_product_attention``, checked there.
 
     q, k, v whose leading dimensions only broadcast (e.g. one key/value head shared by all heads) are expanded
@@ -217,7 +217,7 @@ def scaled_dot_product_attention(q, k, v, allowed, bias, dropout_p, generator, r
     if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
         lead = broadcast_shape(q.shape[:-2], k.shape[:-2], v.shape[:-2])
         q, k, v = (x.expand(*lead, *x.shape[-2:]) for x in (q, k, v))
-    return _Attention.apply(q, k, v, allowed, bias, dropout_p, generator, return_weights)
+    return _Attention.apply(q, k, v, allowed, bias, dropout_p, generator, return_weights, scale)
 
 
 class _LayerNorm(torch.autograd.Function):

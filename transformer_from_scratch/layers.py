@@ -2,7 +2,7 @@ r"""The per-position layers of a Transformer block and the token embedding.
 
     LayerNorm        (x - μ) / √(σ² + ε) · weight + bias                — Ba et al. 2016 (2017 Transformer, BERT, GPT-2)
     RMSNorm          x / √(mean(x²) + ε) · weight                       — Zhang & Sennrich 2019 (T5, Llama)
-    FeedForward      w2(act(w1 x)), or w2(silu(w1 x) ⊙ w3 x) for SwiGLU  — Vaswani et al. 2017 eq. (2); Shazeer 2020
+    FeedForward      w2(act(w1 x)), or w2(act(w1 x) ⊙ w3 x) gated         — Vaswani et al. 2017 eq. (2); Shazeer 2020
     TokenEmbedding   weight[ids] (· √D)                                 — Vaswani et al. 2017 §3.4
 
 Each module owns its parameters and calls the pure functions of :mod:`functional` with its ``impl`` ("plain" —
@@ -22,14 +22,15 @@ from torch import Tensor, nn
 from . import functional as tf
 from ._validation import check_integer_tensor, check_token_ids, check_width
 
-__all__ = ["ACTIVATIONS", "FFN_ACTIVATIONS", "LayerNorm", "RMSNorm", "FeedForward", "TokenEmbedding"]
+__all__ = ["ACTIVATIONS", "GATED", "FFN_ACTIVATIONS", "LayerNorm", "RMSNorm", "FeedForward", "TokenEmbedding"]
 
 ACTIVATIONS: dict[str, Callable[..., Tensor]] = {
     "relu": tf.relu,  # the 2017 Transformer
     "gelu": tf.gelu,  # exact erf form: BERT, nn.TransformerEncoderLayer(activation="gelu")
     "gelu_tanh": tf.gelu_tanh,  # tanh approximation: GPT-2
 }
-FFN_ACTIVATIONS = (*ACTIVATIONS, "swiglu")
+GATED = {"swiglu": tf.silu, "gated_gelu": tf.gelu_tanh}  # the gate's activation: Llama's SwiGLU, T5 v1.1's GeGLU
+FFN_ACTIVATIONS = (*ACTIVATIONS, *GATED)
 
 
 def _check_positive_int(name: str, value) -> None:
@@ -99,13 +100,15 @@ class FeedForward(nn.Module):
 
         relu / gelu / gelu_tanh:   FFN(x) = w2(dropout(act(w1 x)))               — Vaswani et al. 2017, eq. (2)
         swiglu:                    FFN(x) = w2(dropout(silu(w1 x) ⊙ w3 x))      — Shazeer 2020, "GLU variants"
+        gated_gelu:                FFN(x) = w2(dropout(gelu_tanh(w1 x) ⊙ w3 x)) — GEGLU with the tanh GELU (T5 v1.1)
 
-    Shapes: x (…, D) -> hidden (…, F) -> (…, D). ``w1`` (D -> F), ``w2`` (F -> D) and, for SwiGLU, ``w3``
+    Shapes: x (…, D) -> hidden (…, F) -> (…, D). ``w1`` (D -> F), ``w2`` (F -> D) and, for the gated kinds, ``w3``
     (D -> F) are ``nn.Linear``. Dropout sits between the activation and ``w2``, where
     ``nn.TransformerEncoderLayer`` puts it.
 
-    ``bias`` applies to relu/gelu/gelu_tanh only: the three SwiGLU projections are always bias-free, as in
-    Shazeer's formulation and in Llama (``w1`` = gate_proj, ``w3`` = up_proj, ``w2`` = down_proj). Llama
+    ``bias`` applies to relu/gelu/gelu_tanh only: the three projections of a gated network are always bias-free, as
+    in Shazeer's formulation, in Llama (``w1`` = gate_proj, ``w3`` = up_proj, ``w2`` = down_proj) and in T5 v1.1
+    (``w1`` = wi_0, ``w3`` = wi_1, ``w2`` = wo). Llama
     picks d_ff ≈ 8/3 · D for SwiGLU so that its three matrices cost what two matrices of width 4·D would.
     """
 
@@ -128,7 +131,7 @@ class FeedForward(nn.Module):
         if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.d_model, self.d_ff, self.activation, self.impl = d_model, d_ff, activation, impl
-        gated = activation == "swiglu"
+        gated = activation in GATED
         self.w1 = nn.Linear(d_model, d_ff, bias=bias and not gated)  # (…, D) -> (…, F)
         self.w2 = nn.Linear(d_ff, d_model, bias=bias and not gated)  # (…, F) -> (…, D)
         if gated:
@@ -141,8 +144,8 @@ class FeedForward(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x (…, D) -> (…, D)."""
         check_width(x, self.d_model)
-        if self.activation == "swiglu":
-            hidden = tf.silu(self.w1(x), impl=self.impl) * self.w3(x)  # (…, F) ⊙ (…, F) -> (…, F)
+        if self.activation in GATED:
+            hidden = GATED[self.activation](self.w1(x), impl=self.impl) * self.w3(x)  # (…, F) ⊙ (…, F) -> (…, F)
         else:
             hidden = ACTIVATIONS[self.activation](self.w1(x), impl=self.impl)  # (…, D) -> (…, F)
         return self.w2(self.dropout(hidden))  # (…, F) -> (…, D)

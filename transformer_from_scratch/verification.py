@@ -209,7 +209,7 @@ def _feed_forward_check(activation: str):
     def check(g: torch.Generator):
         ffn = _randomise(_layers.FeedForward(8, 20, activation=activation), g)
         x = _normal64(g, 3, 5, 8)
-        w3 = _np(ffn.w3.weight) if activation == "swiglu" else None
+        w3 = _np(ffn.w3.weight) if activation in _layers.GATED else None
         b1, b2 = (None if lin.bias is None else _np(lin.bias) for lin in (ffn.w1, ffn.w2))
         expected = _ref_layers.feed_forward(_np(x), _np(ffn.w1.weight), b1, _np(ffn.w2.weight), b2, activation, w3)
         return _np(ffn(x)), expected

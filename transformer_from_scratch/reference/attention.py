@@ -26,8 +26,8 @@ def softmax(x, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def scaled_dot_product_attention(q, k, v, allowed=None, bias=None, return_weights: bool = False):
-    """softmax(q kᵀ / √Dh + bias) v, one query at a time.
+def scaled_dot_product_attention(q, k, v, allowed=None, bias=None, return_weights: bool = False, scale=None):
+    """softmax(q kᵀ / √Dh + bias) v, one query at a time; ``scale`` replaces 1/√Dh when given (T5: 1).
 
     q (…, T, Dh), k (…, S, Dh), v (…, S, Dv); the leading dimensions broadcast against each other.
     Returns the output (…, T, Dv) and, with ``return_weights``, the weights (…, T, S).
@@ -44,11 +44,12 @@ def scaled_dot_product_attention(q, k, v, allowed=None, bias=None, return_weight
     allowed = np.broadcast_to(allowed, (*lead, t, s))
     bias = np.broadcast_to(bias, (*lead, t, s))
 
+    c = 1.0 / math.sqrt(d_head) if scale is None else float(scale)
     out = np.zeros((*lead, t, d_value))
     weights = np.zeros((*lead, t, s))
     for idx in np.ndindex(*lead):  # every (batch, head, …) slice on its own
         for i in range(t):  # every query on its own
-            scores = np.array([q[idx][i] @ k[idx][j] / math.sqrt(d_head) + bias[idx][i, j] for j in range(s)])
+            scores = np.array([c * (q[idx][i] @ k[idx][j]) + bias[idx][i, j] for j in range(s)])
             # a key counts when it is allowed and its score is not -inf (a -inf bias blocks it too)
             visible = allowed[idx][i] & (scores > -np.inf)
             if not visible.any():

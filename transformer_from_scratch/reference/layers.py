@@ -64,12 +64,14 @@ def feed_forward(x, w1, b1, w2, b2, activation: str = "relu", w3=None) -> np.nda
     """Position-wise feed-forward network, no dropout.
 
     relu / gelu / gelu_tanh:  act(x w1^T + b1) w2^T + b2
-    swiglu:                   (silu(x w1^T) * (x w3^T)) w2^T      (b1 and b2 must be None)
+    swiglu:                   (silu(x w1^T) * (x w3^T)) w2^T          (b1 and b2 must be None)
+    gated_gelu:               (gelu_tanh(x w1^T) * (x w3^T)) w2^T     (T5 v1.1)
     """
-    if activation == "swiglu":
+    gates = {"swiglu": silu, "gated_gelu": _ACTIVATIONS["gelu_tanh"]}
+    if activation in gates:
         if w3 is None:
-            raise ValueError("swiglu needs w3")
-        hidden = silu(_linear(x, w1, b1)) * _linear(x, w3, None)
+            raise ValueError(f"{activation} needs w3")
+        hidden = gates[activation](_linear(x, w1, b1)) * _linear(x, w3, None)
     elif activation in _ACTIVATIONS:
         hidden = _ACTIVATIONS[activation](_linear(x, w1, b1))
     else:
