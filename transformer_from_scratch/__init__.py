@@ -21,9 +21,9 @@ from . import (  # noqa: E402
     positional,
     tokenizers,
 )
-from .attention import KVCache, LayerKVCache, MultiHeadAttention  # noqa: E402
+from .attention import EncoderDecoderKVCache, KVCache, LayerKVCache, MultiHeadAttention  # noqa: E402
 from .blocks import DecoderBlock, EncoderBlock  # noqa: E402
-from .config import BertConfig, BlockConfig, GPTConfig, TransformerConfig, XLNetConfig  # noqa: E402
+from .config import BertConfig, BlockConfig, GPTConfig, T5Config, TransformerConfig, XLNetConfig  # noqa: E402
 from .heads import (  # noqa: E402
     CLSPooler,
     MLMHead,
@@ -46,6 +46,8 @@ from .models import (  # noqa: E402
     GPTForSequenceClassification,
     GPTOutput,
     Seq2SeqOutput,
+    T5ForConditionalGeneration,
+    T5Model,
     XLNetLMHeadModel,
     XLNetModel,
 )
@@ -101,6 +103,10 @@ __all__ = [
     "XLNetConfig",
     "XLNetModel",
     "XLNetLMHeadModel",
+    "T5Config",
+    "T5Model",
+    "T5ForConditionalGeneration",
+    "EncoderDecoderKVCache",
     "CLSPooler",
     "SequenceClassificationHead",
     "TokenClassificationHead",

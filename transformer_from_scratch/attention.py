@@ -32,7 +32,7 @@ from . import functional as tf
 from ._validation import check_float_input
 from .positional import RotaryEmbedding
 
-__all__ = ["MultiHeadAttention", "LayerKVCache", "KVCache"]
+__all__ = ["MultiHeadAttention", "LayerKVCache", "KVCache", "EncoderDecoderKVCache"]
 
 
 class MultiHeadAttention(nn.Module):
@@ -332,4 +332,45 @@ class KVCache:
         out = KVCache(len(self.layers))
         out.layers = [layer.select(rows) for layer in self.layers]
         out.valid = None if self.valid is None else self.valid[rows]  # (B, S_past) -> (N, S_past)
+        return out
+
+
+class EncoderDecoderKVCache:
+    r"""The caches of an encoder–decoder's decoder: per block, the self-attention keys and values of the generated
+    positions (a :class:`KVCache`, which grows by one position per step) and the cross-attention keys and values of
+    the encoder output (one :class:`LayerKVCache` per block, computed on the first step and never again).
+
+    ``valid`` (B, S_past) records which cached decoder positions are real tokens (as :class:`KVCache`). The source's
+    padding mask is not kept: every call passes it with the memory.
+    """
+
+    def __init__(self, n_layers: int) -> None:
+        self.self_attn = KVCache(n_layers)
+        self.cross_attn = [LayerKVCache() for _ in range(n_layers)]
+
+    def __len__(self) -> int:
+        return len(self.cross_attn)
+
+    def __repr__(self) -> str:
+        source = self.cross_attn[0].length
+        return f"EncoderDecoderKVCache(n_layers={len(self)}, length={self.length}, source_length={source})"
+
+    @property
+    def length(self) -> int:
+        """S_past, the number of cached decoder positions (0 when empty)."""
+        return self.self_attn.length
+
+    @property
+    def valid(self) -> Tensor | None:
+        return self.self_attn.valid
+
+    @valid.setter
+    def valid(self, value: Tensor | None) -> None:
+        self.self_attn.valid = value
+
+    def select(self, rows: Tensor) -> EncoderDecoderKVCache:
+        """A new cache holding batch rows ``rows`` (N,): drop finished sequences, copy or reorder beams."""
+        out = EncoderDecoderKVCache(len(self))
+        out.self_attn = self.self_attn.select(rows)
+        out.cross_attn = [layer.select(rows) for layer in self.cross_attn]
         return out

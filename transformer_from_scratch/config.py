@@ -623,3 +623,118 @@ class XLNetConfig:
         """The sizes of xlnet-base-cased (Yang et al. 2019, §3.1: the BERT-base shape): L=12, D=768, H=12,
         F=3072 and the 32,000-token SentencePiece vocabulary."""
         return _preset(cls, overrides, vocab_size=32_000, d_model=768, n_heads=12, n_layers=12, d_ff=3072)
+
+
+# ---- T5 (text-to-text encoder–decoder) ------------------------------------------------------------------------
+
+__all__ += ["T5Config", "T5_FEED_FORWARDS"]
+
+T5_FEED_FORWARDS = ("relu", "gated_gelu")  # T5 1.0 and T5 v1.1, see layers.FeedForward
+
+
+@dataclass(frozen=True)
+class T5Config:
+    r"""T5 (Raffel et al. 2020, "Exploring the Limits of Transfer Learning with a Unified Text-to-Text Transformer").
+
+    Sizes: ``vocab_size`` (V), ``d_model`` (D), ``d_kv`` (the width of one head, independent of D / H), ``d_ff``
+    (F), ``n_heads`` (H), ``n_layers`` (encoder blocks) and ``n_decoder_layers`` (None: as many as the encoder).
+    Positions: a learned scalar per head and relative-distance bucket — ``num_buckets`` buckets, logarithmic up to
+    ``max_distance`` (see ``positional.relative_position_bucket``); there is no ``max_len``.
+
+    ``feed_forward``: ``"relu"`` (T5 1.0: w2(relu(w1 x))) or ``"gated_gelu"`` (T5 v1.1: w2(gelu_tanh(w1 x) ⊙ w3 x)).
+    ``dropout``: one rate everywhere T5 drops — after the embeddings, on the attention weights, after the
+    feed-forward activation, on each sub-layer output before the residual addition and after each stack's final
+    norm. ``layer_norm_eps``: ε of the RMSNorms. ``tie_word_embeddings``: the output projection is the shared
+    embedding matrix, and the decoder output is multiplied by D^-½ before it (Mesh TensorFlow's convention).
+
+    Special ids: ``pad_id`` (padding; also the loss's replacement for -100 in shifted labels), ``decoder_start_id``
+    (the first decoder input; T5 uses the pad id), ``eos_id``. ``initializer_factor`` scales every initial
+    standard deviation (1.0 as the released models). ``impl``: the implementation of the functional core (see
+    :class:`BlockConfig`).
+    """
+
+    vocab_size: int
+    d_model: int = 512
+    d_kv: int = 64
+    d_ff: int = 2048
+    n_heads: int = 8
+    n_layers: int = 6
+    n_decoder_layers: int | None = None
+    num_buckets: int = 32
+    max_distance: int = 128
+    feed_forward: str = "relu"
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = True
+    pad_id: int = 0
+    decoder_start_id: int = 0
+    eos_id: int = 1
+    initializer_factor: float = 1.0
+    impl: str = "plain"
+
+    def __post_init__(self) -> None:
+        check_int("vocab_size", self.vocab_size, 1)
+        for name in ("d_model", "d_kv", "d_ff", "n_heads", "n_layers"):
+            check_int(name, getattr(self, name), 1)
+        if self.n_decoder_layers is not None:
+            check_int("n_decoder_layers", self.n_decoder_layers, 1)
+        check_int("num_buckets", self.num_buckets, 2)
+        check_int("max_distance", self.max_distance, 1)
+        check_choice("feed_forward", self.feed_forward, T5_FEED_FORWARDS)
+        check_probability("dropout", self.dropout)
+        check_positive_float("layer_norm_eps", self.layer_norm_eps)
+        check_bool("tie_word_embeddings", self.tie_word_embeddings)
+        for name in ("pad_id", "decoder_start_id", "eos_id"):
+            check_pad_id(getattr(self, name), self.vocab_size, name)
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} must be a token id in [0, {self.vocab_size}), got None")
+        check_positive_float("initializer_factor", self.initializer_factor)
+        check_choice("impl", self.impl, IMPLS)
+
+    @property
+    def n_decoder(self) -> int:
+        """The decoder's depth: ``n_decoder_layers``, or ``n_layers`` when it is None."""
+        return self.n_layers if self.n_decoder_layers is None else self.n_decoder_layers
+
+    def block_config(self) -> BlockConfig:
+        """Pre-norm RMSNorm blocks without biases, heads of width d_kv, unscaled scores, one dropout rate."""
+        return BlockConfig(
+            self.d_model,
+            self.n_heads,
+            self.d_ff,
+            dropout=self.dropout,
+            attention_dropout=self.dropout,
+            activation_dropout=self.dropout,
+            activation=self.feed_forward,
+            norm="rms",
+            norm_first=True,
+            layer_norm_eps=self.layer_norm_eps,
+            bias=False,
+            impl=self.impl,
+            d_kv=self.d_kv,
+            attention_scale=1.0,
+        )
+
+    @classmethod
+    def tiny(cls, **overrides) -> T5Config:
+        """A model for tests and quick demos: V=100, D=32, d_kv=8, F=64, H=4, 2 + 2 layers, 8 buckets up to
+        distance 20, no dropout."""
+        return _preset(
+            cls,
+            overrides,
+            vocab_size=100,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            n_heads=4,
+            n_layers=2,
+            num_buckets=8,
+            max_distance=20,
+            dropout=0.0,
+        )
+
+    @classmethod
+    def small(cls, **overrides) -> T5Config:
+        """The sizes of t5-small (Raffel et al. 2020, §3.7 / Table 14): V=32128, D=512, d_kv=64, F=2048, H=8,
+        6 + 6 layers, ReLU, 32 buckets up to distance 128 — about 60.5 million parameters."""
+        return _preset(cls, overrides, vocab_size=32_128)

@@ -58,7 +58,9 @@ LogitsFn = Callable[[Tensor, Tensor], Tensor]
 # ----------------------------------------------------------------------------------------- model adapters
 
 
-def encoder_decoder_logits_fn(model: nn.Module, src_ids: Tensor, src_valid: Tensor | None = None) -> LogitsFn:
+def encoder_decoder_logits_fn(
+    model: nn.Module, src_ids: Tensor, src_valid: Tensor | None = None, *, use_cache: bool = False
+) -> LogitsFn:
     """Wrap an encoder–decoder so that the source is encoded **once** and every step only runs the decoder.
 
     ``model`` needs ``encode(src_ids, src_valid) -> memory (B, S, D)`` (or an output carrying it as
@@ -70,6 +72,12 @@ def encoder_decoder_logits_fn(model: nn.Module, src_ids: Tensor, src_valid: Tens
     and returns the logits at the last decoder position. Hypotheses never contain padding (finished ones are
     not extended), so every target token is declared real (``tgt_valid`` all True) — even a generated token
     that happens to equal ``pad_id``.
+
+    ``use_cache=True`` decodes incrementally: the model's ``decode`` must accept ``kv_cache=`` and ``use_cache=``
+    and return ``.kv_cache`` (:class:`~models.t5.T5ForConditionalGeneration` does). As in
+    :func:`causal_lm_logits_fn`, each hypothesis is matched to its parent of the previous call, the parents' caches
+    are gathered with ``select`` and only the last token is fed; the cross-attention keys and values of the memory
+    are computed on the first call and travel in the cache from then on.
 
     Models run under ``torch.no_grad()``. Put the model in ``eval()`` mode first, or dropout stays on.
     """
@@ -94,7 +102,26 @@ def encoder_decoder_logits_fn(model: nn.Module, src_ids: Tensor, src_valid: Tens
             out = model.decode(ids, memory[rows], src_valid=valid, tgt_valid=tgt_valid)  # memory[rows]: (N, S, D)
         return _last_logits(out)  # (N, t, V) -> (N, V): the prediction made at the last position
 
-    return logits_fn
+    if not use_cache:
+        return logits_fn
+
+    state: dict = {"ids": None, "rows": None, "cache": None}  # the previous call's hypotheses and their cache
+
+    def cached_logits_fn(ids: Tensor, rows: Tensor) -> Tensor:
+        valid = None if src_valid is None else src_valid[rows]  # (N, S)
+        with torch.no_grad():
+            parent = _parents(ids, rows, state["ids"], state["rows"])
+            if parent is None:  # the first step: every decoder position so far, a fresh cache
+                tgt_valid = torch.ones_like(ids, dtype=torch.bool)  # (N, t)
+                out = model.decode(ids, memory[rows], src_valid=valid, tgt_valid=tgt_valid, use_cache=True)
+            else:  # one new token per hypothesis, against its parent's cached keys and values
+                cache = state["cache"].select(parent.to(ids.device))
+                new_valid = torch.ones(ids.shape[0], 1, dtype=torch.bool, device=ids.device)
+                out = model.decode(ids[:, -1:], memory[rows], src_valid=valid, tgt_valid=new_valid, kv_cache=cache)
+        state.update(ids=ids, rows=rows, cache=out.kv_cache)
+        return _last_logits(out)
+
+    return cached_logits_fn
 
 
 def _last_logits(out) -> Tensor:

@@ -55,3 +55,8 @@ __all__ += [
 from .xlnet import XLNetLMHeadModel, XLNetLMOutput, XLNetModel, XLNetOutput  # noqa: E402
 
 __all__ += ["XLNetModel", "XLNetLMHeadModel", "XLNetOutput", "XLNetLMOutput"]
+
+# t5.py     T5Model, T5ForConditionalGeneration — text-to-text encoder–decoder (Raffel et al. 2020), HF: interop.hf_t5
+from .t5 import T5ForConditionalGeneration, T5Model, T5Output  # noqa: E402
+
+__all__ += ["T5Model", "T5ForConditionalGeneration", "T5Output"]
