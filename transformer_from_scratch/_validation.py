@@ -86,13 +86,13 @@ def check_heads(d_model: int, n_heads: int) -> None:
         )
 
 
-def check_pad_id(pad_id, vocab_size: int) -> None:
-    """``pad_id`` is None or an id of the vocabulary."""
+def check_pad_id(pad_id, vocab_size: int, name: str = "pad_id") -> None:
+    """``pad_id`` (or another special id, ``name``) is None or an id of the vocabulary."""
     if pad_id is None:
         return
-    check_int("pad_id", pad_id, 0)
+    check_int(name, pad_id, 0)
     if pad_id >= vocab_size:
-        raise ValueError(f"pad_id={pad_id} is outside the vocabulary: it must be < {vocab_size}")
+        raise ValueError(f"{name}={pad_id} is outside the vocabulary: it must be < {vocab_size}")
 
 
 # ---- tensors given to models ----------------------------------------------------------------------------------

@@ -685,7 +685,7 @@ class T5Config:
         check_positive_float("layer_norm_eps", self.layer_norm_eps)
         check_bool("tie_word_embeddings", self.tie_word_embeddings)
         for name in ("pad_id", "decoder_start_id", "eos_id"):
-            check_pad_id(getattr(self, name), self.vocab_size)
+            check_pad_id(getattr(self, name), self.vocab_size, name)
             if getattr(self, name) is None:
                 raise ValueError(f"{name} must be a token id in [0, {self.vocab_size}), got None")
         check_positive_float("initializer_factor", self.initializer_factor)
