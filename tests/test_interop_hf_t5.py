@@ -12,10 +12,11 @@ Compared: logits, loss and the encoder output, with padding in the encoder (``at
 (labels ending with EOS and -100 after it, ``decoder_attention_mask``), at *every* position — padded rows too:
 right padding leaves each query at least one key (position 0), so no row is fully masked and both sides compute
 the same numbers everywhere. Tolerances: float64 1e-10 absolute; float32 1e-5 absolute + 1e-5 relative. Measured
-max |ours − theirs| on this machine: float64 ≤ 2.1e-14 (logits), ≤ 9e-15 (encoder), ≤ 1.8e-15 (loss); float32
-≤ 3.7e-6 on the tied logits (|logit| ≤ 4.7), 7.6e-6 / 1.4e-5 on the untied ones (|logit| up to 25: relative
-≤ 8.6e-6), ≤ 1.2e-6 on the encoder and ≤ 1.9e-6 on the loss. Hugging Face's own float32 logits are as far from
-its float64 ones (up to 1.2e-5 untied), so the relative part of the float32 tolerance is float32 rounding.
+max |ours − theirs| on this machine (Hugging Face -> ours, forward): float64 ≤ 2.1e-14 on the logits, ≤ 2.2e-15
+on the encoder output and the loss; float32 ≤ 3.7e-6 on the tied logits (|logit| ≤ 4.7), 7.6e-6 / 1.4e-5 on the
+untied ones (|logit| up to 25: relative ≤ 8.6e-6), ≤ 1.2e-6 on the encoder output, ≤ 1.9e-6 on the loss; ours ->
+Hugging Face: ≤ 1.8e-6 tied, ≤ 1.1e-5 untied. Hugging Face's own float32 logits are as far from its float64 ones
+(up to 1.2e-5 untied), so the relative part of the float32 tolerance is float32 rounding, not a difference.
 
 Float64 needs one patch of the oracle: Hugging Face's ``T5LayerNorm`` computes the mean square in float32 whatever
 the model's dtype (``hidden_states.to(torch.float32).pow(2).mean(-1)``, kept for half precision), which alone

@@ -195,8 +195,9 @@ def state_dict_from_hf(
     Missing keys are always an error (a ValueError listing them with the unexpected ones); unexpected keys are an
     error with ``strict`` (default), otherwise they are returned in the :class:`LoadResult`. The aliases of
     ``shared.weight`` must equal it (see the module docstring); with ``lm_head=False`` a checkpoint's
-    ``lm_head.weight``, tied or not, is dropped (a T5Model reads the body of a T5ForConditionalGeneration). Shapes must be the config's (a ValueError lists
-    every mismatch with both names). Tensors keep their dtype and are not copied.
+    ``lm_head.weight``, tied or not, is dropped (a T5Model reads the body of a T5ForConditionalGeneration).
+    Shapes must be the config's (a ValueError lists every mismatch with both names). Tensors keep their dtype and
+    are not copied.
     """
     c = _check_config(config)
     if not isinstance(hf_state_dict, Mapping):
