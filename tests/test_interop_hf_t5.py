@@ -519,3 +519,35 @@ def test_read_pretrained_errors_are_clear(tmp_path):
     torch.save({"weights": torch.nn.Linear(2, 2)}, tmp_path / "pytorch_model.bin")  # a module: not plain tensors
     with pytest.raises(ValueError, match="refused"):
         hf_t5.read_pretrained(tmp_path)
+
+
+# ---- the model classes' entry points ------------------------------------------------------------------------
+
+
+def test_from_hf_keeps_the_dtype_and_from_pretrained_reads_both_classes(tmp_path):
+    hf = hf_t5_model(seed=21, feed_forward="gated-gelu", tied=False)
+    x = batch(hf, seed=22)
+    run = dict(valid=x["valid"])
+    with torch.no_grad():
+        reference = hf(input_ids=x["ids"], attention_mask=x["valid"].long(), decoder_input_ids=x["decoder_ids"])
+    ours = T5ForConditionalGeneration.from_hf(hf)
+    assert not ours.training and ours.shared.weight.dtype == torch.float32
+    ours64 = T5ForConditionalGeneration.from_hf(hf.to(torch.float64))
+    assert ours64.shared.weight.dtype == torch.float64
+    assert torch.equal(ours64.lm_head.weight, hf.lm_head.weight)  # loaded in float64, not through float32
+    hf.to(torch.float32)
+    hf.save_pretrained(tmp_path, safe_serialization=True)
+    loaded = T5ForConditionalGeneration.from_pretrained(tmp_path)
+    body = T5Model.from_pretrained(tmp_path)  # a T5Model drops the checkpoint's LM head
+    hf_body = transformers.T5Model(hf.config)
+    hf_body.load_state_dict({k: v for k, v in hf.state_dict().items() if k != "lm_head.weight"})
+    bare = T5Model.from_hf(hf_body)  # an HF T5Model: no head on either side
+    assert not hasattr(body, "lm_head") and not loaded.training
+    with torch.no_grad():
+        logits = ours(x["ids"], x["decoder_ids"], **run).logits
+        torch.testing.assert_close(logits, reference.logits, **TOL[torch.float32])
+        assert torch.equal(loaded(x["ids"], x["decoder_ids"], **run).logits, logits)
+        states = loaded(x["ids"], x["decoder_ids"], **run).last_hidden_state
+        assert torch.equal(body(x["ids"], x["decoder_ids"], **run).last_hidden_state, states)
+        assert torch.equal(bare(x["ids"], x["decoder_ids"], **run).last_hidden_state, states)
+    assert T5Model.from_pretrained(tmp_path, dtype=torch.float64).shared.weight.dtype == torch.float64
