@@ -25,11 +25,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from transformer_from_scratch.config import BertConfig, GPTConfig, TransformerConfig, XLNetConfig
+from transformer_from_scratch.config import BertConfig, GPTConfig, T5Config, TransformerConfig, XLNetConfig
 from transformer_from_scratch.functional import cross_entropy
 from transformer_from_scratch.models.bert import BertForPreTraining
 from transformer_from_scratch.models.gpt import GPT, causal_lm_loss
+from transformer_from_scratch.models.t5 import T5ForConditionalGeneration
 from transformer_from_scratch.models.transformer import EncoderDecoder
 from transformer_from_scratch.models.xlnet import XLNetLMHeadModel
 from transformer_from_scratch.objectives.plm import permute_batch
@@ -54,6 +57,7 @@ FAMILIES = {
     "bert": (BertConfig, BertForPreTraining),
     "seq2seq": (TransformerConfig, EncoderDecoder),
     "xlnet": (XLNetConfig, XLNetLMHeadModel),
+    "t5": (T5Config, T5ForConditionalGeneration),
 }
 
 # ---- parameters, counted without building the model ------------------------------------------------------------
@@ -72,6 +76,8 @@ CONFIGS = [
     TransformerConfig.tiny(final_norm=True, activation="swiglu"),
     XLNetConfig.tiny(),  # two streams, one set of weights; the head tied to the embeddings, its own bias
     XLNetConfig.tiny(vocab_size=77, d_ff=48, n_layers=3),
+    T5Config.tiny(),  # ReLU, the output layer tied to the shared embedding, H·d_kv = D
+    T5Config.tiny(feed_forward="gated_gelu", tie_word_embeddings=False, d_kv=5, n_decoder_layers=3),
 ]
 
 
@@ -79,6 +85,27 @@ CONFIGS = [
 def test_parameter_count_equals_the_built_models(config):
     model_cls = next(m for c, m in FAMILIES.values() if isinstance(config, c))
     assert parameter_count(config) == sum(p.numel() for p in model_cls(config).parameters())
+
+
+@given(
+    d_model=st.integers(1, 24),
+    d_kv=st.integers(1, 9),
+    n_heads=st.integers(1, 4),
+    d_ff=st.integers(1, 40),
+    n_layers=st.integers(1, 3),
+    n_decoder_layers=st.none() | st.integers(1, 3),
+    num_buckets=st.integers(4, 12),
+    feed_forward=st.sampled_from(["relu", "gated_gelu"]),
+    tie_word_embeddings=st.booleans(),
+)
+def test_parameter_count_of_t5_equals_the_built_model(**fields):
+    # d_kv·H free of d_model, a decoder of its own depth, either feed-forward network, a tied or an untied head
+    config = T5Config(vocab_size=37, max_distance=20, **fields)
+    assert parameter_count(config) == sum(p.numel() for p in T5ForConditionalGeneration(config).parameters())
+
+
+def test_parameter_count_of_t5_small_is_the_released_models():
+    assert parameter_count(T5Config.small()) == 60_506_624  # t5-small (tests/test_t5_model.py builds it)
 
 
 def test_parameter_count_of_gpt2_small_is_the_documented_one():
@@ -163,7 +190,7 @@ def test_summary_is_one_line_in_mib_and_gib():
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(TypeError, match="GPTConfig, BertConfig, XLNetConfig or TransformerConfig"):
+    with pytest.raises(TypeError, match="GPTConfig, BertConfig, XLNetConfig, T5Config or TransformerConfig"):
         estimate_training_memory(object(), batch_size=1, seq_len=1)
     with pytest.raises(ValueError, match="batch_size"):
         estimate_training_memory(GPTConfig.tiny(), batch_size=0, seq_len=8)

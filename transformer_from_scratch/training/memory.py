@@ -131,22 +131,25 @@ class InsufficientMemoryError(MemoryError):
     """A run whose estimated peak memory exceeds what the machine has available (see :func:`check_fits_in_memory`)."""
 
 
-# ---- the three families, recognised by their fields (training/ imports no model code, not even config.py) ----
+# ---- the families, recognised by their fields (training/ imports no model code, not even config.py) ----------
 
 
 def _family(config) -> str:
+    if hasattr(config, "d_kv") and hasattr(config, "num_buckets"):
+        return "t5"  # heads of their own width and relative-position buckets: no other model config has both
     for name, family in (("src_vocab_size", "seq2seq"), ("type_vocab_size", "bert"), ("tie_head", "gpt")):
         if hasattr(config, name):
             return family
     if all(hasattr(config, name) for name in ("vocab_size", "n_layers", "d_ff")) and not hasattr(config, "max_len"):
         return "xlnet"  # the one family without max_len: its positions are relative, computed for any length
     raise TypeError(
-        f"model_config must be a GPTConfig, BertConfig, XLNetConfig or TransformerConfig, got {type(config).__name__}"
+        "model_config must be a GPTConfig, BertConfig, XLNetConfig, T5Config or TransformerConfig, "
+        f"got {type(config).__name__}"
     )
 
 
 def _ffn_params(d: int, f: int, activation: str, bias: bool) -> int:
-    if activation == "swiglu":
+    if activation in ("swiglu", "gated_gelu"):
         return 3 * d * f  # w1, w2, w3, never a bias
     return 2 * d * f + (f + d if bias else 0)
 
@@ -163,6 +166,8 @@ def parameter_count(model_config) -> int:
         position = c.max_len * d if c.positional == "learned" else 0
         head = 0 if c.tie_head else c.vocab_size * d
         return c.vocab_size * d + position + c.n_layers * block + norm + head
+    if family == "t5":
+        return _t5_parameter_count(c)
     if family == "xlnet":  # no attention biases; W_r, the u / v / b vectors (H·Dh = D each), two segment vectors
         attention = 5 * d * d + 3 * d + 2 * d
         block = attention + _ffn_params(d, f, "gelu", bias=True) + 2 * 2 * d
@@ -180,6 +185,26 @@ def parameter_count(model_config) -> int:
     final = 2 * norm if c.has_final_norm else 0
     generator = 0 if c.tie_output else c.tgt_vocab_size * d
     return embeddings + positions + encoder + decoder + final + generator
+
+
+def _t5_depths(c) -> tuple[int, int]:
+    """(encoder blocks, decoder blocks): ``n_decoder_layers`` None means as many as the encoder."""
+    return c.n_layers, c.n_layers if c.n_decoder_layers is None else c.n_decoder_layers
+
+
+def _t5_parameter_count(c) -> int:
+    """No biases anywhere; q, k, v project D -> H·d_kv and the output H·d_kv -> D; RMSNorm weights only; each
+    stack owns a (num_buckets, H) bias table and a final norm; the embedding is shared by both stacks and, when
+    tied, by the output layer."""
+    d, inner = c.d_model, c.n_heads * c.d_kv
+    attention = 4 * d * inner
+    ffn = _ffn_params(d, c.d_ff, c.feed_forward, bias=False)
+    n_enc, n_dec = _t5_depths(c)
+    encoder = n_enc * (attention + ffn + 2 * d)
+    decoder = n_dec * (2 * attention + ffn + 3 * d)
+    stacks = 2 * (c.num_buckets * c.n_heads + d)  # the relative position bias table and the final RMSNorm
+    head = 0 if c.tie_word_embeddings else c.vocab_size * d
+    return c.vocab_size * d + encoder + decoder + stacks + head
 
 
 # ---- activations --------------------------------------------------------------------------------------------
