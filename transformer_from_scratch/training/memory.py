@@ -34,8 +34,8 @@ The counts depend on the implementation of the functional core (``impl``), read 
     n_attn                        4        5        5       kernels and torch also keep the output O
     n_score                       2        1        0       plain: e^(s - m) and the probabilities; torch: the
                                                             fused kernel never forms T×S (with dropout: 2)
-    n_act    relu / gelu / gelu_tanh / swiglu
-                                1/4/5/5    1/3/2/5  1/2/2/4 plain relu also keeps a bool mask (1 byte)
+    n_act    relu / gelu / gelu_tanh / swiglu / gated_gelu (T5 v1.1's GEGLU with the tanh GELU)
+                             1/4/5/5/7 1/3/2/5/4 1/2/2/4/4  plain relu also keeps a bool mask (1 byte)
     n_loss                        3        2        2       the logits, e^(z - m), log p (plain)
 
 The textbook path (``"plain"``, the default) is the largest. BERT's MLM head is counted over all T positions —
@@ -65,6 +65,35 @@ The last layer's content stream feeds nothing the loss reads (the query stream r
 model's output holds it until the forward returns, which is when the step peaks, so it is counted.
 ``tests/test_memory.py`` measures XLNet (plain and kernels, K = 4) as the other families: the estimate is
 1.06–1.08× the peak (the torch path is not measured).
+
+T5 (``models/t5.py``, ``T5ForConditionalGeneration``) is counted, as the 2017 encoder–decoder, with a source
+and a target of ``seq_len`` tokens each. Its blocks are pre-norm with RMSNorm and no biases — an encoder block has
+2 norms, a self-attention and an FFN, a decoder block 3 norms, self- and cross-attention and an FFN — and differ
+from the table above in these terms (I = H·d_kv, the width of q, k, v and the merged heads, need not be D)::
+
+    per attention   n_attn · B·T·I                the copies and the merged heads are I wide, not D
+                  + 3·D·I (2·D·I cross)           the packed weight copies (no biases)
+                    torch: a score bias that needs a gradient (self-attention) or dropout sends
+                    ``F.scaled_dot_product_attention`` to PyTorch's math kernel, which keeps 4 · B·T·I (no O) and
+                    1 · B·H·T·S (with dropout 3: the probabilities, the float noise, the dropped weights)
+    per FFN         gated_gelu: n_act of the table — the tanh GELU's intermediates (plain: w1 x, tanh, ½·w1 x,
+                    1 + tanh; kernels and torch: w1 x), the gate's output, w3 x, and their product
+    per stack       H·T·S + 8 bytes · T·S         the relative position bias (1, H, T, S), one for the whole batch
+                                                  and all blocks, and the int64 bucket index (T, S) of its lookup
+    final norms     2 · n_norm · B·T·D            after each stack; + B·T·D, the tied head's copy h·D^-½
+    ids             3 · 8 bytes · B·T             the input ids, the labels, the shifted decoder ids
+    dropout         T5 drops at one rate everywhere; nn.Dropout keeps its noise in ``dtype`` (B·T·D after the
+                    embeddings and the final norm of each stack and on every sub-layer output, B·T·F in every
+                    FFN — twice for the kernels' and torch's relu, whose output the activation keeps besides w2's
+                    dropped copy); the attention weights' mask as in the first table (plain, kernels: 1 byte)
+
+No backward keeps the bias (the scores add it), but it lives while its stack runs forward, and its gradient
+while the stack runs backward: it is counted. ``tests/test_memory.py`` holds the activations term to the tensors
+that one forward leaves alive — those the autograd graph keeps, the outputs, the ids and the biases — for the
+three paths, ReLU with the tied head and gated GELU untied with dropout: 0.07–0.32 % below them (the per-row
+statistics of the norms and softmaxes are not counted). It measures the peak as for the other families (plain
+ReLU tied; kernels gated GELU untied; H·d_kv ≠ D): the estimate is 1.07–1.08× it on both paths, and 1.07–1.10×
+for the torch path and with dropout 0.1 (measured once, outside the tests).
 """
 
 from __future__ import annotations
@@ -87,9 +116,9 @@ _NORM = {"layer": {"plain": 4, "kernels": 2, "torch": 2}, "rms": {"plain": 3, "k
 _ATTN = {"plain": 4, "kernels": 5, "torch": 5}
 _SCORES = {"plain": 2, "kernels": 1, "torch": 0}
 _ACT = {
-    "plain": {"relu": 1, "gelu": 4, "gelu_tanh": 5, "swiglu": 5},  # + relu's bool mask x > 0, see below
-    "kernels": {"relu": 1, "gelu": 3, "gelu_tanh": 2, "swiglu": 5},
-    "torch": {"relu": 1, "gelu": 2, "gelu_tanh": 2, "swiglu": 4},
+    "plain": {"relu": 1, "gelu": 4, "gelu_tanh": 5, "swiglu": 5, "gated_gelu": 7},  # + relu's bool mask x > 0
+    "kernels": {"relu": 1, "gelu": 3, "gelu_tanh": 2, "swiglu": 5, "gated_gelu": 4},
+    "torch": {"relu": 1, "gelu": 2, "gelu_tanh": 2, "swiglu": 4, "gated_gelu": 4},
 }
 _LOSS = {"plain": 3, "kernels": 2, "torch": 2}
 _GIB, _MIB = 2**30, 2**20
@@ -253,6 +282,45 @@ def _xlnet_activation_bytes(c, impl: str, b: int, t: int, p: int, itemsize: int)
     return int(b * ((floats + dropped) * itemsize + masks) + (weights + relative) * itemsize)
 
 
+def _t5_attention_numbers(impl: str, t: int, inner: int, h: int, *, bias: bool, dropout: float):
+    """(floats, mask bytes) one T5 attention keeps per sequence: q, k, v and the merged heads are H·d_kv = ``inner``
+    wide. On the torch path a bias that needs a gradient, or dropout, sends ``F.scaled_dot_product_attention`` to
+    PyTorch's math kernel, which keeps the copies of q, k, v and the probabilities but not the output O, and
+    draws its dropout as a float tensor of noise (kept) times the probabilities (the product kept by P·V)."""
+    scores = h * t * t
+    if impl == "torch" and (bias or dropout > 0):
+        return 4 * t * inner + (3 if dropout > 0 else 1) * scores, 0
+    floats = _ATTN[impl] * t * inner + _SCORES[impl] * scores
+    return floats, scores if dropout > 0 else 0  # plain and kernels keep a bool mask of the kept weights
+
+
+def _t5_activation_bytes(c, impl: str, b: int, t: int, itemsize: int) -> int:
+    """T5ForConditionalGeneration with source and target both ``t`` long (module docstring): pre-norm RMSNorm
+    blocks, attention H·d_kv wide, one relative position bias per stack, the final norms, the tied head's scaled
+    copy, and T5's one dropout rate wherever it drops."""
+    d, f, h, inner, p = c.d_model, c.d_ff, c.n_heads, c.n_heads * c.d_kv, c.dropout
+    n_enc, n_dec = _t5_depths(c)
+    norm = _NORM["rms"][impl] * t * d  # x, x / rms(x) and the output, kept by the projection that reads it
+    self_floats, self_masks = _t5_attention_numbers(impl, t, inner, h, bias=True, dropout=p)
+    cross_floats, cross_masks = _t5_attention_numbers(impl, t, inner, h, bias=False, dropout=p)
+    ffn = _ACT[impl][c.feed_forward] * t * f
+    ffn_masks = t * f if impl == "plain" and c.feed_forward == "relu" else 0  # torch.where keeps x > 0
+    if p > 0:  # nn.Dropout keeps its float noise; a relu that keeps its own output no longer shares it with w2
+        ffn += t * f * (2 if c.feed_forward == "relu" and impl != "plain" else 1)
+    dropped = 2 * 2 * t * d if p > 0 else 0  # the noise after the embeddings and after the final norm, per stack
+    encoder = 2 * norm + self_floats + ffn + (2 * t * d if p > 0 else 0)  # + a residual dropout per sub-layer
+    decoder = 3 * norm + self_floats + cross_floats + ffn + (3 * t * d if p > 0 else 0)
+    final = 2 * norm + (t * d if c.tie_word_embeddings else 0)  # both final norms; h · D^-½ for the tied head
+    floats = n_enc * encoder + n_dec * decoder + final + dropped + _LOSS[impl] * t * c.vocab_size
+    masks = n_enc * (self_masks + ffn_masks) + n_dec * (self_masks + cross_masks + ffn_masks)
+    ids = 3 * t * 8 + t  # int64 input ids, labels and shifted decoder ids; the bool source mask
+    weights = (n_enc + n_dec) * 3 * d * inner + n_dec * 2 * d * inner  # packed [W^Q|W^K|W^V], cross [W^K|W^V]
+    # per stack, for the whole batch: the (1, H, T, T) relative position bias (alive while the stack runs forward,
+    # its gradient while it runs backward) and the (T, T) int64 bucket index that the table lookup keeps
+    bias = 2 * (h * t * t * itemsize + t * t * 8)
+    return int(b * (floats * itemsize + masks + ids) + weights * itemsize + bias)
+
+
 def _activation_bytes(c, family: str, impl: str, b: int, t: int, itemsize: int) -> int:
     d = c.d_model
     if family == "gpt":
@@ -322,6 +390,8 @@ def estimate_training_memory(
         p = seq_len if targets is None else targets
         largest = max(b * c.n_heads * t * (2 * t - 1), b * t * c.d_ff, b * p * vocab)  # scores of every distance
         activations = _xlnet_activation_bytes(c, c.impl, b, t, p, itemsize)
+    elif family == "t5":
+        activations = _t5_activation_bytes(c, c.impl, b, t, itemsize)
     else:
         activations = _activation_bytes(c, family, c.impl, b, t, itemsize)
     return MemoryEstimate(
