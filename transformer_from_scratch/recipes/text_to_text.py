@@ -44,6 +44,15 @@ length of reports; the prefix alone says which task is asked. The test split of 
 
 No truncation anywhere: every source and target of the generators fits (reports, the longest, are under 70
 tokens with a 1000-token vocabulary), and a sentence cut short would score as an error.
+
+Measured (default fine-tune: 1000 steps of 32 pairs, 2000 training and 200 test pairs, seed 0, one thread of the
+project's 2-core machine shared with other jobs). From a fresh model with a tokenizer of the task's own text:
+translate BLEU 99.6 (99 % exact) against 32.4 for the nearest training pair, 43 s of training; summarize ROUGE-L
+96.2 against 51.9 for the lead sentence, 155 s; qa exact match 36.0 against 27.5 for the first place, 73 s — the
+"last move" of bAbI task 1 is beyond this model at this length (chapter 09, section 8). From the recipe's
+``tfs train t5`` run (Python documentation, its 1000-token vocabulary): translate 61.7, summarize 84.0, qa 32.0
+— worse than from scratch: a tokenizer and a pre-training from another domain cost more than they bring here
+(chapter 09 pre-trains on unlabelled text of the tasks instead, and there it helps).
 """
 
 from __future__ import annotations
