@@ -19,7 +19,6 @@ from rouge_score import rouge_scorer, tokenizers
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 from transformer_from_scratch.metrics import (
-    _PORTER_EXCEPTIONS,
     corpus_bleu,
     porter_stem,
     rouge_l,
@@ -29,6 +28,7 @@ from transformer_from_scratch.metrics import (
     sentence_bleu,
     tokenize_13a,
 )
+from transformer_from_scratch.metrics.rouge import _PORTER_EXCEPTIONS
 
 TOL = 1e-9  # measured difference is 0.0 on every case; this only allows for a different summation order
 SMOOTHINGS = ["exp", "floor", "add-k", "none"]

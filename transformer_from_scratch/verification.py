@@ -471,3 +471,57 @@ def _check_gpt_kv_cache(g: torch.Generator):
     steps = [model(ids[:, a:b], valid=valid[:, a:b], kv_cache=cache).logits for a, b in ((0, 3), (3, 4), (4, 7))]
     cached = torch.cat(steps, dim=1)  # (B, T, V), computed step by step
     return _np(cached)[_np(valid)], _ref_gpt_logits(model, ids, valid)[_np(valid)]
+
+
+# ---- T5 (models/t5.py, the encoder–decoder KV cache in attention.py) ------------------------------------------
+
+from .config import T5Config as _T5Config  # noqa: E402
+from .models import t5 as _t5  # noqa: E402
+from .reference import t5 as _ref_t5  # noqa: E402
+
+_T5_SHAPE = dict(vocab_size=23, d_model=12, d_kv=5, d_ff=20, n_heads=3, n_layers=2, n_decoder_layers=3)
+
+
+def _t5_case(g: torch.Generator, config):
+    """A random float64 T5ForConditionalGeneration, a right-padded source (B=3, S=7) and labels (T=5) with -100."""
+    model = _random_params_(_t5.T5ForConditionalGeneration(config), g)
+    ids = torch.randint(2, config.vocab_size, (3, 7), generator=g)  # (B, S)
+    valid = masks.padding_mask_from_lengths([7, 4, 2], max_len=7)
+    ids = torch.where(valid, ids, torch.zeros_like(ids))
+    labels = torch.randint(2, config.vocab_size, (3, 5), generator=g)  # (B, T)
+    labels[1, 3:] = -100
+    return model, ids, valid, labels
+
+
+def _t5_check(config):
+    def check(g: torch.Generator):
+        model, ids, valid, labels = _t5_case(g, config)
+        out = model(ids, labels=labels, valid=valid)
+        state, decoder_ids = _numpy_state(model), _ref_t5.shift_right(_np(labels), 0, 0)
+        logits = _ref_t5.t5_forward(state, config, _np(ids), decoder_ids, _np(valid))
+        return _flat(_np(out.logits), _np(out.loss)), _flat(logits, _ref_t5.t5_loss(logits, _np(labels)))
+
+    return check
+
+
+register("T5 (relu, tied head, d_kv·H ≠ D, 2 + 3 layers): padded source, labels with -100, logits + loss")(
+    _t5_check(_T5Config.tiny(**_T5_SHAPE))
+)
+register("T5 v1.1 style (gated GELU, untied head), impl='kernels': logits + loss")(
+    _t5_check(_T5Config.tiny(**_T5_SHAPE, feed_forward="gated_gelu", tie_word_embeddings=False, impl="kernels"))
+)
+
+
+@register("T5 decoding one token at a time (self- and cross-attention caches) vs the reference's full forward")
+def _check_t5_kv_cache(g: torch.Generator):
+    config = _T5Config.tiny(**_T5_SHAPE)
+    model, ids, valid, labels = _t5_case(g, config)
+    decoder_ids = model.shift_right(labels)
+    memory = model.encode(ids, valid).last_hidden_state
+    cache, steps = None, []
+    for t in range(decoder_ids.shape[1]):
+        out = model.decode(decoder_ids[:, t : t + 1], memory, src_valid=valid, kv_cache=cache, use_cache=True)
+        cache = out.kv_cache
+        steps.append(out.logits)
+    reference = _ref_t5.t5_forward(_numpy_state(model), config, _np(ids), _np(decoder_ids), _np(valid))
+    return _np(torch.cat(steps, dim=1)), reference

@@ -12,10 +12,21 @@ hf_gpt2.py        Hugging Face GPT2LMHeadModel (Conv1D weights stored transposed
 hf_llama.py       Hugging Face LlamaForCausalLM (RMSNorm, SwiGLU, rotate-half RoPE)
 hf_causal_lm.py   GPT-2 or Llama, chosen by config.json's model_type (what GPT reads)
 hf_xlnet.py       Hugging Face XLNetModel / XLNetLMHeadModel ((D, H, Dh) projections, tied LM head)
+hf_t5.py          Hugging Face T5ForConditionalGeneration / T5Model (relative position buckets, tied or untied head)
 _hf.py            what the Hugging Face converters share (folders, key and shape checks, LoadResult)
 """
 
-from . import hf_bert, hf_bert_tasks, hf_causal_lm, hf_gpt2, hf_llama, hf_xlnet, torch_nn
+from . import hf_bert, hf_bert_tasks, hf_causal_lm, hf_gpt2, hf_llama, hf_t5, hf_xlnet, torch_nn
 from ._hf import LoadResult
 
-__all__ = ["hf_bert", "hf_bert_tasks", "hf_causal_lm", "hf_gpt2", "hf_llama", "hf_xlnet", "torch_nn", "LoadResult"]
+__all__ = [
+    "hf_bert",
+    "hf_bert_tasks",
+    "hf_causal_lm",
+    "hf_gpt2",
+    "hf_llama",
+    "hf_t5",
+    "hf_xlnet",
+    "torch_nn",
+    "LoadResult",
+]

@@ -51,6 +51,7 @@ from .._validation import check_ids_2d, check_labels, check_token_ids, check_val
 from ..attention import EncoderDecoderKVCache, MultiHeadAttention
 from ..blocks import DecoderBlock, EncoderBlock
 from ..config import T5Config
+from ..interop import hf_t5
 from ..layers import FeedForward, RMSNorm, TokenEmbedding
 from ..positional import RelativePositionBias
 from ..stacks import StackOutput
@@ -292,33 +293,22 @@ class T5Model(nn.Module):
     def from_pretrained(cls, path: str | os.PathLike, *, dtype: torch.dtype | None = None):
         """Load a local Hugging Face T5 folder (``config.json`` + weights) in eval mode; no network access.
 
-        See :func:`interop.hf_t5.read_pretrained` for the files accepted and the errors. ``dtype`` defaults to
-        float32 whatever the checkpoint stores."""
-        from ..interop import hf_t5
-
-        config, state = hf_t5.read_pretrained(path)
-        model = cls(config).to(torch.float32 if dtype is None else dtype)
-        model.load_state_dict(_for_class(cls, state, config))
+        See :func:`interop.hf_t5.read_pretrained` for the files accepted and the errors (a T5Model drops the LM
+        head of a T5ForConditionalGeneration checkpoint). ``dtype`` defaults to float32 whatever the checkpoint
+        stores."""
+        config, state = hf_t5.read_pretrained(path, lm_head=issubclass(cls, T5ForConditionalGeneration))
+        model = cls(config).to(torch.float32 if dtype is None else dtype)  # the dtype first: loading casts into it
+        model.load_state_dict(state)
         return model.eval()
 
     @classmethod
     def from_hf(cls, hf_model: nn.Module):
-        """A live ``transformers`` T5ForConditionalGeneration / T5Model -> ours with its config and weights,
-        float32, eval mode (reads only ``hf_model.config`` and ``hf_model.state_dict()``)."""
-        from ..interop import hf_t5
-
-        config = hf_t5.config_from_hf(hf_model.config.to_dict())
-        state = hf_t5.state_dict_from_hf(hf_model.state_dict(), config)
-        model = cls(config)
-        model.load_state_dict(_for_class(cls, state, config))
+        """A live ``transformers`` T5ForConditionalGeneration / T5Model -> ours with its config and weights, in
+        its dtype, eval mode (reads only ``hf_model.config`` and ``hf_model.state_dict()``, converted strictly)."""
+        config, state = hf_t5.read_hf_model(hf_model, lm_head=issubclass(cls, T5ForConditionalGeneration))
+        model = cls(config).to(state["shared.weight"].dtype)  # the dtype first: loading casts into it
+        model.load_state_dict(state)
         return model.eval()
-
-
-def _for_class(cls, state: dict, config: T5Config) -> dict:
-    """A converted state dict for ``cls``: T5Model has no head, so an untied ``lm_head.weight`` is dropped."""
-    if not issubclass(cls, T5ForConditionalGeneration):
-        return {k: v for k, v in state.items() if not k.startswith("lm_head.")}
-    return state
 
 
 class T5ForConditionalGeneration(T5Model):

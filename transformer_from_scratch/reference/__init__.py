@@ -7,6 +7,7 @@ from .attention import multi_head_attention, scaled_dot_product_attention, softm
 from .layers import feed_forward, gelu, gelu_tanh, layer_norm, relu, rms_norm, silu
 from .masks import causal_mask, cross_attention_mask, key_padding, padding_mask_from_ids, padding_mask_from_lengths
 from .positional import rope, sinusoidal_table
+from .t5 import shift_right, t5_decoder, t5_encoder, t5_forward, t5_loss, t5_position_bias
 from .xlnet import XLNetStreams, plm_loss, relative_encoding, xlnet_lm
 
 __all__ = [
@@ -31,4 +32,10 @@ __all__ = [
     "relative_encoding",
     "xlnet_lm",
     "plm_loss",
+    "t5_position_bias",
+    "t5_encoder",
+    "t5_decoder",
+    "t5_forward",
+    "t5_loss",
+    "shift_right",
 ]
