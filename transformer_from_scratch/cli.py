@@ -2,7 +2,7 @@
 
     tfs tour                     the main job: verify every module against the NumPy reference, then train a model
     tfs verify                   only the verification table
-    tfs train TASK               train: reverse | copy | sort (an encoder–decoder), gpt, bert, xlnet — each task
+    tfs train TASK               train: reverse | copy | sort (an encoder–decoder), gpt, bert, xlnet, t5 — each task
                                  has its own options and defaults (``tfs train TASK --help``)
     tfs generate --from RUN      continue a prompt with a trained GPT, or transduce a string with a synthetic task
                                  (an xlnet run is refused: permuted LM is not a left-to-right generator here)
@@ -13,6 +13,8 @@
                                  majority-class baseline; writes predictions, metrics and a confusion-matrix figure
     tfs finetune qa --from PATH  the same for extractive QA on bAbI-style stories: exact match and F1 against the
                                  first-place-word baseline
+    tfs finetune t5 --task translate|summarize|qa [--from RUN]   a T5 fine-tuned text to text; held-out BLEU,
+                                 ROUGE-L or exact match of its generations against the task's baseline
 
 The commands turn options into the recipes' configs (``recipes/``), check all of them — and that the run fits in
 memory — before any work starts, run the recipe and print its report: this is the only module that parses
@@ -43,7 +45,7 @@ import torch
 from . import __version__
 from .config import IMPLS
 from .datasets import synthetic
-from .recipes import bert, finetune, gpt, saved, seq2seq, xlnet
+from .recipes import bert, finetune, gpt, saved, seq2seq, t5, text_to_text, xlnet
 from .recipes.runs import Run, RunFolderError, claim_run_folder, holds_a_run, read_run, run_folder_of
 from .training import CheckpointError, DivergenceError, TrainConfig, load_checkpoint
 from .training.memory import InsufficientMemoryError, check_fits_in_memory, estimate_training_memory
@@ -185,6 +187,8 @@ TASKS = {
                   bert.bert_train_config, _bert_short_run),
     "xlnet": _Task("xlnet", "a tiny XLNet pre-trained with permuted language modelling on the embedded corpus "
                    "(chapter 07)", xlnet.xlnet_train_config, _xlnet_short_run),
+    "t5": _Task("t5", "a tiny T5 pre-trained by span corruption on the embedded corpus (chapter 09)",
+                t5.t5_train_config, _xlnet_short_run),
 }  # fmt: skip
 
 
@@ -400,11 +404,20 @@ def _schedule_note(resumed: Any, config: TrainConfig) -> str | None:
     )
 
 
+def _prepare_t5(args: argparse.Namespace, train_config: TrainConfig, resumed: Any) -> _Prepared:
+    data = t5.prepare_t5_data()
+    tokenizer = data.tokenizer
+    impl = _impl(args, resumed and resumed.model_config)
+    model_config = t5.t5_model_config(tokenizer.vocab_size, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id, **impl)
+    return _Prepared(data, model_config, data.max_len)
+
+
 _PREPARE = {
     **{name: _prepare_seq2seq for name in synthetic.TASKS},
     "gpt": _prepare_gpt,
     "bert": _prepare_bert,
     "xlnet": _prepare_xlnet,
+    "t5": _prepare_t5,
 }
 
 
@@ -468,7 +481,9 @@ def _resumed_run(args: argparse.Namespace) -> Any:
 
 def _run_recipe(task: str, prepared: _Prepared, train_config: TrainConfig, resumed: Any) -> Run:
     resume = None if resumed is None else resumed.folder
-    train = {"gpt": gpt.train_gpt, "bert": bert.train_bert, "xlnet": xlnet.train_xlnet}.get(task, seq2seq.train_seq2seq)
+    train = {"gpt": gpt.train_gpt, "bert": bert.train_bert, "xlnet": xlnet.train_xlnet, "t5": t5.train_t5}.get(
+        task, seq2seq.train_seq2seq
+    )
     try:
         return train(prepared.data, prepared.model_config, train_config, resume=resume, **prepared.options)
     except RunFolderError as e:
@@ -540,11 +555,26 @@ def _report_gpt(args: argparse.Namespace, run: Run) -> None:
     print(r.sample)
 
 
+def _report_t5(args: argparse.Namespace, run: Run) -> None:
+    r, c = run.report, run.model.config
+    print(
+        f"T5: {c.n_layers} + {c.n_decoder} layers, {c.n_heads} heads of width {c.d_kv}, d_model {c.d_model}, "
+        f"{r.n_parameters:,} parameters; {r.steps} steps in {r.seconds:.0f} s"
+    )
+    print(
+        f"held-out loss on the dropped tokens {r.span_loss:.4f} nats/token (unigram baseline {r.unigram_loss:.4f}) "
+        f"over {r.span_tokens:,} tokens in {r.heldout_windows} windows; margin {r.margin:.4f} ± "
+        f"{r.margin_std_error:.4f} = {r.margin_sigma:.1f} σ"
+    )
+    print(f"held-out loss per target token (sentinels and </s> included) {r.loss:.4f}")
+
+
 _REPORTS = {
     **{name: _report_seq2seq for name in synthetic.TASKS},
     "gpt": _report_gpt,
     "bert": _report_bert,
     "xlnet": _report_xlnet,
+    "t5": _report_t5,
 }
 
 
@@ -844,6 +874,26 @@ def cmd_finetune_qa(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune_t5(args: argparse.Namespace) -> int:
+    """``tfs finetune t5``: fine-tune a T5 text to text on one task (from a ``tfs train t5`` run or from scratch),
+    then print the held-out metric of its greedy generations against the task's baseline."""
+    try:
+        model, data = text_to_text.prepare_finetune((args.task,), from_run=args.from_path, seed=args.seed)
+        config = text_to_text.finetune_train_config(seed=args.seed)
+        if args.steps is not None:  # a shorter run warms up over its first 10 % at most
+            config = dataclasses.replace(
+                config, steps=args.steps, warmup_steps=min(config.warmup_steps, args.steps // 10)
+            )
+    except (TypeError, ValueError, RunFolderError) as e:
+        raise CLIError(str(e)) from None
+    source = f"the run {args.from_path}" if args.from_path else "a random initialisation"
+    print(f"tfs finetune t5 --task {args.task}: from {source}, {config.steps} steps")
+    result = text_to_text.finetune_t5(model, data, config)
+    print(result.scores[args.task].describe())
+    print(f"{result.steps} steps in {result.seconds:.0f} s")
+    return 0
+
+
 def _add_finetune_arguments(p: argparse.ArgumentParser, freeze_default: str) -> None:
     p.add_argument(
         "--from", dest="from_path", required=True, metavar="PATH",
@@ -1017,7 +1067,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tour)
 
     p = sub.add_parser(
-        "train", help="train a model: reverse | copy | sort | gpt | bert | xlnet (tfs train TASK --help)"
+        "train", help="train a model: reverse | copy | sort | gpt | bert | xlnet | t5 (tfs train TASK --help)"
     )
     tasks = p.add_subparsers(dest="task", metavar="TASK", parser_class=_Parser, required=True)
     for name, task in TASKS.items():
@@ -1059,6 +1109,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--qa-task", type=int, choices=(1, 2), default=1, help="bAbI task 1 or 2 (default 1)")
     _add_finetune_arguments(q, "none")
     q.set_defaults(func=cmd_finetune_qa)
+    t = kinds.add_parser(
+        "t5", help="fine-tune a T5 text to text: translate | summarize | qa, scored against a baseline",
+        description="tfs finetune t5: fine-tune a T5 (a tfs train t5 run, or a fresh model) on one task with its "
+        "prefix and print the held-out metric of its greedy generations — BLEU for translate (number words, "
+        "English to French), ROUGE-L for summarize (reports), SQuAD EM/F1 for qa (bAbI) — against the baseline.",
+    )  # fmt: skip
+    t.add_argument("--task", choices=text_to_text.TASKS, required=True, help="translate, summarize or qa")
+    t.add_argument("--from", dest="from_path", default=None, help="a tfs train t5 run folder (default: from scratch)")
+    t.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the recipe's 1000)")
+    t.add_argument("--seed", type=int, default=0, help="seeds the data, the weights and the batches (0)")
+    t.set_defaults(func=cmd_finetune_t5)
 
     p = sub.add_parser("verify", help="verify every module against the NumPy float64 reference")
     p.add_argument("--seed", type=_count, default=0, help="random seed for the check inputs (default 0)")
